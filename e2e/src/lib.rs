@@ -1,0 +1,1 @@
+//! The Kubernetes API server double and the end-to-end tests (in progress).

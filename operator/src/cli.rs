@@ -1,0 +1,187 @@
+//! The command-line contract (PRODUCT.md "CLI contract"). Every flag also
+//! reads an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flux-reporter",
+    version,
+    about = "A live, truthful health report of a Flux CD installation"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator: keep the FluxReport, metrics and events up to date.
+    Run(RunArgs),
+    /// Compute the report once and print the FluxReport; writes nothing.
+    Report(ReportArgs),
+    /// Print reconciler statistics as `flux stats` does.
+    Stats(SourceArgs),
+    /// One-screen health summary; exit 0 healthy, 1 unhealthy, 2 could not tell.
+    Check(SourceArgs),
+    /// Print the YAML of every CRD the project ships.
+    Crds,
+    /// Print the client version and, with a cluster, the operator and Flux versions.
+    Version(VersionArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespace of the Flux installation and of the FluxReport.
+    #[arg(long, env = "RUNTIME_NAMESPACE", default_value = "flux-system")]
+    pub namespace: String,
+    /// How often the report is recomputed (e.g. 30s, 5m, 1h).
+    #[arg(long, env = "REPORTING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reporting_interval: Duration,
+    /// Address of the Prometheus metrics endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: String,
+    /// Address of notification-controller's event receiver; empty = derived
+    /// from the notification-controller Deployment in the namespace.
+    #[arg(long, env = "NOTIFICATION_CONTROLLER_ADDRESS", default_value = "")]
+    pub events_addr: String,
+    /// Turn forwarding of events to notification-controller off.
+    #[arg(long, env = "NOTIFICATIONS_DISABLED", default_value_t = false, value_parser = parse_flag)]
+    pub notifications_disabled: bool,
+    /// Elect a leader with a coordination.k8s.io Lease before writing.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false, value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+    /// Objects per page when listing Flux kinds.
+    #[arg(long, env = "PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+    /// Also export gotk_reconcile_condition and gotk_suspend_status.
+    #[arg(long, env = "LEGACY_METRICS", default_value_t = false, value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
+    pub legacy_metrics: bool,
+    /// Object labels copied onto flux_resource_info (comma-separated keys).
+    #[arg(long, env = "METRICS_LABELS", value_delimiter = ',')]
+    pub metrics_labels: Vec<String>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Read objects from a dump file (`kubectl get … -o yaml|json` output; `-` = stdin)
+    /// instead of the cluster.
+    #[arg(long = "from", value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Namespace of the Flux installation.
+    #[arg(
+        long,
+        short = 'n',
+        env = "RUNTIME_NAMESPACE",
+        default_value = "flux-system"
+    )]
+    pub namespace: String,
+    /// Name of the root Kustomization of the cluster sync (default: from the
+    /// FluxInstance, the namespace name, or the only Kustomization in the namespace).
+    #[arg(long, env = "SYNC_NAME")]
+    pub sync_name: Option<String>,
+    /// Objects per page when listing Flux kinds from a cluster.
+    #[arg(long, env = "PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "yaml")]
+    pub output: OutputFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VersionArgs {
+    /// Print only the client version; do not contact the cluster.
+    #[arg(long)]
+    pub client: bool,
+    /// Namespace of the FluxReport.
+    #[arg(
+        long,
+        short = 'n',
+        env = "RUNTIME_NAMESPACE",
+        default_value = "flux-system"
+    )]
+    pub namespace: String,
+}
+
+/// A Go-style duration: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`. Must be positive.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    flux_reporter_report::duration::parse(s).and_then(|d| {
+        if d.is_zero() {
+            Err(format!("duration {s:?} must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+/// Booleans as environment variables are written: true/false, yes/no, 1/0, on/off.
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "false" | "no" | "0" | "off" => Ok(false),
+        "true" | "yes" | "1" | "on" => Ok(true),
+        other => Err(format!(
+            "{other:?} is not a boolean (true/false, yes/no, 1/0)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn notifications_disabled_reads_yes() {
+        assert_eq!(parse_flag("yes"), Ok(true));
+        assert_eq!(parse_flag(""), Ok(false));
+        assert!(parse_flag("maybe").is_err());
+    }
+
+    #[test]
+    fn reporting_interval_rejects_garbage_and_zero() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("five minutes").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}

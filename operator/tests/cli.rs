@@ -1,0 +1,143 @@
+//! The binary's contract, run as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flux-reporter"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("flux-reporter runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn crds_prints_the_same_bytes_as_config_crd_bases() {
+    let out = run(&["crds"]);
+    assert!(out.status.success());
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("config/crd/bases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let committed: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(stdout(&out), committed);
+}
+
+#[test]
+fn report_from_the_sample_dump_prints_a_fluxreport() {
+    let out = run(&["report", "--from", "examples/flux-cluster-dump.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_saphyr::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["kind"], "FluxReport");
+    assert_eq!(report["metadata"]["name"], "flux");
+    assert_eq!(report["spec"]["distribution"]["version"], "v2.7.3");
+    assert_eq!(
+        report["spec"]["sync"]["source"],
+        "https://github.com/example-org/fleet-infra.git"
+    );
+    assert_eq!(report["status"]["conditions"][0]["reason"], "Succeeded");
+}
+
+#[test]
+fn report_json_output() {
+    let out = run(&[
+        "report",
+        "--from",
+        "examples/flux-cluster-dump.yaml",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["apiVersion"], "fluxcd.controlplane.io/v1");
+}
+
+#[test]
+fn stats_from_the_sample_dump() {
+    let out = run(&["stats", "--from", "examples/flux-cluster-dump.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("RECONCILERS"), "{text}");
+    let git = text
+        .lines()
+        .find(|l| l.starts_with("GitRepository"))
+        .unwrap();
+    assert_eq!(
+        git.split_whitespace().collect::<Vec<_>>(),
+        ["GitRepository", "4", "1", "2", "2.8", "MiB"]
+    );
+    let ks = text
+        .lines()
+        .find(|l| l.starts_with("Kustomization"))
+        .unwrap();
+    assert!(ks.trim_end().ends_with('-'), "{ks}");
+}
+
+#[test]
+fn check_on_the_sample_dump_is_unhealthy_and_names_failing_objects() {
+    let out = run(&["check", "--from", "examples/flux-cluster-dump.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("image-automation-controller: InProgress Available: 0/1"),
+        "{text}"
+    );
+    assert!(text.contains("HelmRelease "), "{text}");
+    assert!(text.trim_end().ends_with("problems"), "{text}");
+}
+
+#[test]
+fn a_missing_dump_file_is_a_one_line_error() {
+    let out = run(&["report", "--from", "does-not-exist.yaml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("does-not-exist.yaml"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn check_could_not_tell_exits_2() {
+    let out = run(&["check", "--from", "does-not-exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_wrong_flag_is_rejected_with_usage() {
+    let out = run(&["report", "--output", "xml"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("xml"), "{}", stderr(&out));
+}
+
+#[test]
+fn version_client_only() {
+    let out = run(&["version", "--client"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!("client: v{}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

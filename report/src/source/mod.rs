@@ -1,0 +1,92 @@
+//! Where observed objects come from: a live cluster ([`live`]) or a dump file
+//! ([`dump`]). The engine asks both the same questions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::crds::FluxKind;
+use crate::observed::{Crd, Deployment, FluxObject, ServerVersion};
+
+pub mod dump;
+pub mod live;
+
+/// What went wrong with one read, classified so that the engine can tell a
+/// missing kind from a forbidden one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 404: the resource or kind does not exist.
+    NotFound,
+    /// 401/403: not allowed.
+    Forbidden,
+    /// The server could not be reached, timed out or kept failing (429/5xx).
+    Unavailable,
+    /// The answer could not be decoded, or the dump lacks what was asked.
+    Invalid,
+    /// Anything else the server said.
+    Other,
+}
+
+impl SourceError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        SourceError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Receives the objects of one kind as they are read, page by page.
+pub trait ObjectSink {
+    /// The list restarted from the beginning (an expired continue token):
+    /// forget what was pushed so far.
+    fn reset(&mut self);
+    /// One object, with the number of its fields that had the wrong type.
+    /// `None` when the item was not an object at all.
+    fn push(&mut self, obj: Option<FluxObject>, invalid_fields: u32);
+}
+
+/// The questions the engine asks of the cluster or the dump.
+#[allow(async_fn_in_trait)]
+pub trait Source {
+    /// `/version`.
+    async fn server_version(&self) -> Result<ServerVersion, SourceError>;
+    /// Number of Node objects.
+    async fn node_count(&self) -> Result<i64, SourceError>;
+    /// Labels of the named CRD; `Ok(None)` when it does not exist.
+    async fn crd_labels(&self, name: &str)
+    -> Result<Option<BTreeMap<String, String>>, SourceError>;
+    /// CRDs labelled `app.kubernetes.io/part-of=flux`.
+    async fn flux_crds(&self) -> Result<Vec<Crd>, SourceError>;
+    /// Deployments labelled `app.kubernetes.io/part-of=flux` in `namespace`.
+    async fn deployments(&self, namespace: &str) -> Result<Vec<Deployment>, SourceError>;
+    /// Every object of `kind` in every namespace. `NotFound` when the kind is not served.
+    async fn list_objects(
+        &self,
+        kind: &FluxKind,
+        sink: &mut dyn ObjectSink,
+    ) -> Result<(), SourceError>;
+    /// One object, `Ok(None)` when it does not exist.
+    async fn get_object(
+        &self,
+        kind: &FluxKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<FluxObject>, SourceError>;
+}
