@@ -1,1 +1,6 @@
-//! The Kubernetes API server double and the end-to-end tests (in progress).
+//! Test infrastructure for flux-reporter: an in-process Kubernetes API server double that the
+//! kube client and `kubectl` can both talk to, and the end-to-end tests built on it.
+
+pub mod apiserver;
+
+pub use apiserver::{ApiServer, Fault, FaultId, Faults, PathMatch, RecordedRequest};

@@ -63,9 +63,14 @@ pub struct RunArgs {
     /// Also export gotk_reconcile_condition and gotk_suspend_status.
     #[arg(long, env = "LEGACY_METRICS", default_value_t = false, value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
     pub legacy_metrics: bool,
-    /// Object labels copied onto flux_resource_info (comma-separated keys).
+    /// Object labels copied onto flux_resource_info (comma-separated keys),
+    /// as `label_<key>` labels.
     #[arg(long, env = "METRICS_LABELS", value_delimiter = ',')]
     pub metrics_labels: Vec<String>,
+    /// Name of the root Kustomization of the cluster sync (`name` or
+    /// `namespace/name`); overrides the FluxReport annotation and the FluxInstance.
+    #[arg(long, env = "SYNC_NAME")]
+    pub sync_name: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }

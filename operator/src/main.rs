@@ -7,6 +7,14 @@ use clap::Parser;
 mod build_info;
 mod cli;
 mod commands;
+mod controller;
+mod events;
+mod leader;
+mod metrics;
+mod notifier;
+mod run;
+mod server;
+mod transitions;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -136,10 +136,14 @@ pub struct Outcome {
     pub failing_objects: Vec<FailingObject>,
     pub malformed: Vec<Malformed>,
     pub malformed_total: usize,
+    /// Total artifact size in bytes per Flux kind listed (`flux_report_artifact_bytes`).
+    pub artifact_bytes: BTreeMap<String, i64>,
     /// Objects read, all kinds.
     pub objects: usize,
     /// The kinds discovered (Flux CRDs, then installed operator kinds).
     pub kinds: Vec<FluxKind>,
+    /// The ref of the sync's source (branch, tag, semver, bucket), for verification.
+    pub sync_source_ref: Option<String>,
     pub duration: Duration,
 }
 
@@ -420,6 +424,8 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
                     ));
                 }
                 entries.push(scan.stats.entry(kind));
+                out.artifact_bytes
+                    .insert(kind.kind.clone(), scan.stats.total_size);
                 let rows = std::mem::take(&mut scan.rows);
                 let total = scan.stats.total;
                 absorb(
@@ -465,7 +471,13 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
     } else {
         match roots.choose() {
             Ok(root) => match sync_source(source, &flux_kinds, &root).await {
-                Ok(src) => out.spec.sync = Some(sync::sync_status(&root, src.as_ref())),
+                Ok(src) => {
+                    out.sync_source_ref = src
+                        .as_ref()
+                        .map(|s| metrics::resource_row(s.kind.str(), s, &[]).ref_)
+                        .filter(|r| !r.is_empty());
+                    out.spec.sync = Some(sync::sync_status(&root, src.as_ref()));
+                }
                 Err(e) => fail(&mut out, Section::Sync, None, e),
             },
             Err(why) => out.notes.push(why),

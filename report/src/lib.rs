@@ -13,6 +13,7 @@ pub mod crds;
 pub mod distribution;
 pub mod duration;
 pub mod health;
+pub mod instance;
 pub mod lenient;
 pub mod merge;
 pub mod metrics;

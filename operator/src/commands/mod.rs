@@ -23,9 +23,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", flux_reporter_api::crds::all_yaml());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(_) => anyhow::bail!(
-            "`flux-reporter run` (the operator loop) is not built yet; use `report`, `stats` or `check`"
-        ),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(crate::run::run(args)),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => runtime()?.block_on(stats::run(args)),
         Command::Check(args) => runtime()?.block_on(check::run(args)),

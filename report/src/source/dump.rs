@@ -394,7 +394,7 @@ impl Source for DumpSource {
     async fn list_objects(
         &self,
         kind: &FluxKind,
-        sink: &mut dyn ObjectSink,
+        sink: &mut (dyn ObjectSink + Send),
     ) -> Result<(), SourceError> {
         let key = (kind.group.clone(), kind.kind.clone());
         let Some(objects) = self.objects.get(&key) else {

@@ -190,6 +190,28 @@ impl LiveSource {
     }
 }
 
+impl LiveSource {
+    /// Every valid item of a (small) list; a restarted list starts over.
+    async fn collect<T>(&self, base: &str) -> Result<Vec<T>, SourceError>
+    where
+        Page<T>: DeserializeOwned,
+    {
+        // Both closures touch the output; a mutex keeps the future `Send`.
+        let out = std::sync::Mutex::new(Vec::new());
+        self.list_pages::<T, _, _>(
+            base,
+            |items| lock(&out).extend(items.into_iter().filter_map(|i| i.value.into_option())),
+            || lock(&out).clear(),
+        )
+        .await?;
+        Ok(out.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, SourceError> {
     serde_json::from_slice(body).map_err(|e| {
         SourceError::new(
@@ -251,14 +273,16 @@ impl Source for LiveSource {
         #[derive(serde::Deserialize, Default)]
         struct Node {}
         crate::lenient_struct!(Node);
-        let count = std::cell::Cell::new(0i64);
+        let count = std::sync::atomic::AtomicI64::new(0);
         self.list_pages::<Node, _, _>(
             "/api/v1/nodes",
-            |items| count.set(count.get() + items.len() as i64),
-            || count.set(0),
+            |items| {
+                count.fetch_add(items.len() as i64, std::sync::atomic::Ordering::Relaxed);
+            },
+            || count.store(0, std::sync::atomic::Ordering::Relaxed),
         )
         .await?;
-        Ok(count.get())
+        Ok(count.into_inner())
     }
 
     async fn crd_labels(
@@ -284,55 +308,35 @@ impl Source for LiveSource {
     }
 
     async fn flux_crds(&self) -> Result<Vec<Crd>, SourceError> {
-        let mut out = Vec::new();
         let base = format!(
             "/apis/apiextensions.k8s.io/v1/customresourcedefinitions?{FLUX_SELECTOR_QUERY}"
         );
-        self.list_pages::<Crd, _, _>(
-            &base,
-            |items| out.extend(items.into_iter().filter_map(|i| i.value.into_option())),
-            || {},
-        )
-        .await?;
-        Ok(out)
+        self.collect(&base).await
     }
 
     async fn deployments(&self, namespace: &str) -> Result<Vec<Deployment>, SourceError> {
-        let mut out = Vec::new();
         let base =
             format!("/apis/apps/v1/namespaces/{namespace}/deployments?{FLUX_SELECTOR_QUERY}");
-        let mut restarted = false;
-        self.list_pages::<Deployment, _, _>(
-            &base,
-            |items| out.extend(items.into_iter().filter_map(|i| i.value.into_option())),
-            || restarted = true,
-        )
-        .await?;
-        if restarted {
-            // Pages before the restart were re-read: keep one copy of each.
-            out.dedup_by(|a, b| {
-                a.metadata.get().map(|m| m.name.str()) == b.metadata.get().map(|m| m.name.str())
-            });
-        }
-        Ok(out)
+        self.collect(&base).await
     }
 
     async fn list_objects(
         &self,
         kind: &FluxKind,
-        sink: &mut dyn ObjectSink,
+        sink: &mut (dyn ObjectSink + Send),
     ) -> Result<(), SourceError> {
-        // The sink is borrowed by both closures; a cell lets each take a turn.
-        let sink = std::cell::RefCell::new(sink);
+        // The sink is borrowed by both closures; a mutex lets each take a turn
+        // and keeps the future `Send`.
+        let sink = std::sync::Mutex::new(sink);
         self.list_pages::<FluxObject, _, _>(
             &kind.list_path(),
             |items| {
-                let mut sink = sink.borrow_mut();
+                let mut sink = lock(&sink);
                 for item in items {
                     sink.push(item.value.into_option(), item.invalid_fields);
                 }
             },
-            || sink.borrow_mut().reset(),
+            || lock(&sink).reset(),
         )
         .await
     }

@@ -80,7 +80,7 @@ pub trait Source {
     async fn list_objects(
         &self,
         kind: &FluxKind,
-        sink: &mut dyn ObjectSink,
+        sink: &mut (dyn ObjectSink + Send),
     ) -> Result<(), SourceError>;
     /// One object, `Ok(None)` when it does not exist.
     async fn get_object(

@@ -1,0 +1,335 @@
+//! Fault injection, driven from test code while the server runs: error answers, latency,
+//! expired continue tokens, dropped watches, refused connections, compaction.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::Shared;
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Any,
+    Prefix(String),
+    Contains(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    Status {
+        code: u16,
+        message: Option<String>,
+        retry_after: Option<u64>,
+    },
+    Latency(Duration),
+}
+
+/// A fault to inject: build it with [`Fault::status`] or [`Fault::latency`], narrow it with the
+/// builder methods, then pass it to [`Faults::inject`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    action: Action,
+    method: Option<String>,
+    path: PathMatch,
+    times: Option<u64>,
+    watches: Option<bool>,
+    duration: Option<Duration>,
+}
+
+impl Fault {
+    /// Answer matching requests with this HTTP status and a `Status` body with the usual reason
+    /// (403 `Forbidden`, 404 `NotFound`, 409 `Conflict`, 429 `TooManyRequests` with `Retry-After`,
+    /// 500 `InternalError`, 503 `ServiceUnavailable`, ...).
+    pub fn status(code: u16) -> Fault {
+        Fault {
+            action: Action::Status {
+                code,
+                message: None,
+                retry_after: if code == 429 { Some(1) } else { None },
+            },
+            method: None,
+            path: PathMatch::Any,
+            times: None,
+            watches: None,
+            duration: None,
+        }
+    }
+
+    /// Delay matching requests (then answer them normally).
+    pub fn latency(delay: Duration) -> Fault {
+        Fault {
+            action: Action::Latency(delay),
+            method: None,
+            path: PathMatch::Any,
+            times: None,
+            watches: None,
+            duration: None,
+        }
+    }
+
+    /// Only requests with this HTTP method (`GET`, `PATCH`, ...).
+    pub fn method(mut self, method: &str) -> Fault {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Only requests whose path starts with this.
+    pub fn path_prefix(mut self, prefix: &str) -> Fault {
+        self.path = PathMatch::Prefix(prefix.to_string());
+        self
+    }
+
+    /// Only requests whose path contains this.
+    pub fn path_contains(mut self, needle: &str) -> Fault {
+        self.path = PathMatch::Contains(needle.to_string());
+        self
+    }
+
+    /// Only the first `n` matching requests.
+    pub fn times(mut self, n: u64) -> Fault {
+        self.times = Some(n);
+        self
+    }
+
+    /// Only watch requests.
+    pub fn watches_only(mut self) -> Fault {
+        self.watches = Some(true);
+        self
+    }
+
+    /// Only requests that are not watches.
+    pub fn no_watches(mut self) -> Fault {
+        self.watches = Some(false);
+        self
+    }
+
+    /// Stop applying the fault after this long.
+    pub fn for_duration(mut self, d: Duration) -> Fault {
+        self.duration = Some(d);
+        self
+    }
+
+    /// The `Status` message (defaults to the real server's generic one for the code).
+    pub fn message(mut self, message: &str) -> Fault {
+        if let Action::Status { message: m, .. } = &mut self.action {
+            *m = Some(message.to_string());
+        }
+        self
+    }
+
+    /// The `Retry-After` header, in seconds (429 and 503 honour it in client-go and kube).
+    pub fn retry_after(mut self, seconds: u64) -> Fault {
+        if let Action::Status { retry_after, .. } = &mut self.action {
+            *retry_after = Some(seconds);
+        }
+        self
+    }
+}
+
+/// The id of an injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FaultId(u64);
+
+struct Rule {
+    id: FaultId,
+    fault: Fault,
+    until: Option<Instant>,
+    hits: u64,
+}
+
+/// What the request handler must do for a request.
+pub(crate) struct Decision {
+    pub delay: Duration,
+    pub status: Option<(u16, Option<String>, Option<u64>)>,
+}
+
+/// The fault injection handle of a running [`ApiServer`](super::ApiServer). Thread-safe.
+pub struct Faults {
+    rules: Mutex<Vec<Rule>>,
+    next_id: AtomicU64,
+    expire_next_continue: AtomicBool,
+    expire_all_continues: AtomicBool,
+    watch_generation: tokio::sync::watch::Sender<u64>,
+    pub(crate) shared: Mutex<Weak<Shared>>,
+}
+
+impl Faults {
+    pub(crate) fn new() -> Faults {
+        Faults {
+            rules: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            expire_next_continue: AtomicBool::new(false),
+            expire_all_continues: AtomicBool::new(false),
+            watch_generation: tokio::sync::watch::Sender::new(0),
+            shared: Mutex::new(Weak::new()),
+        }
+    }
+
+    fn rules(&self) -> std::sync::MutexGuard<'_, Vec<Rule>> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a fault; it applies until removed, used up (`times`) or expired (`for_duration`).
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        let id = FaultId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let until = fault.duration.map(|d| Instant::now() + d);
+        self.rules().push(Rule {
+            id,
+            fault,
+            until,
+            hits: 0,
+        });
+        id
+    }
+
+    /// Removes one fault.
+    pub fn remove(&self, id: FaultId) {
+        self.rules().retain(|r| r.id != id);
+    }
+
+    /// How many requests a fault has hit so far (0 once it is removed or expired).
+    pub fn hits(&self, id: FaultId) -> u64 {
+        self.rules()
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.hits)
+            .unwrap_or(0)
+    }
+
+    /// Removes every injected fault and continue-token expiry. Does not restart a stopped server.
+    pub fn clear(&self) {
+        self.rules().clear();
+        self.expire_next_continue.store(false, Ordering::SeqCst);
+        self.expire_all_continues.store(false, Ordering::SeqCst);
+    }
+
+    /// The next list request that carries a `continue` token answers 410 `Expired`.
+    pub fn expire_next_continue(&self) {
+        self.expire_next_continue.store(true, Ordering::SeqCst);
+    }
+
+    /// While on, every list request with a `continue` token answers 410 `Expired`.
+    pub fn expire_continues(&self, on: bool) {
+        self.expire_all_continues.store(on, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_continue_expiry(&self) -> bool {
+        self.expire_all_continues.load(Ordering::SeqCst)
+            || self.expire_next_continue.swap(false, Ordering::SeqCst)
+    }
+
+    /// Ends every open watch stream now (clients see a normal end of stream and re-watch).
+    pub fn drop_watches(&self) {
+        self.watch_generation.send_modify(|g| *g += 1);
+    }
+
+    /// Ends every open watch and answers new watch requests 503 for `d`.
+    pub fn drop_watches_and_refuse_for(&self, d: Duration) -> FaultId {
+        let id = self.inject(Fault::status(503).watches_only().for_duration(d));
+        self.drop_watches();
+        id
+    }
+
+    pub(crate) fn watch_generation(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch_generation.subscribe()
+    }
+
+    /// Forgets the change history, like an etcd compaction at the current resourceVersion:
+    /// watches from an older resourceVersion get the 410 ERROR event, continue tokens from an
+    /// older list answer 410, and running watches that fall behind end with the 410 event.
+    pub fn compact(&self) {
+        if let Some(shared) = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+        {
+            shared.state().compact();
+        }
+    }
+
+    /// Closes the listening socket and every open connection, and waits until they are closed:
+    /// clients get "connection refused" until [`Faults::start_serving`].
+    pub async fn stop_serving(&self) {
+        let shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        if let Some(shared) = shared {
+            shared.faults.drop_watches();
+            shared.stop_listening_and_wait().await;
+        }
+    }
+
+    /// Listens again on the same port after [`Faults::stop_serving`].
+    pub fn start_serving(&self) -> std::io::Result<()> {
+        match self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+        {
+            Some(shared) => shared.start_listening(),
+            None => Err(std::io::Error::other("the server is gone")),
+        }
+    }
+
+    /// Whether the server currently accepts connections.
+    pub fn is_serving(&self) -> bool {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+            .is_some_and(|s| s.is_listening())
+    }
+
+    /// The faults that apply to a request (counting it against `times`).
+    pub(crate) fn decide(&self, method: &str, path: &str, watch: bool) -> Decision {
+        let now = Instant::now();
+        let mut rules = self.rules();
+        rules.retain(|r| r.until.is_none_or(|u| u > now));
+        let mut decision = Decision {
+            delay: Duration::ZERO,
+            status: None,
+        };
+        for r in rules.iter_mut() {
+            let f = &r.fault;
+            if f.times.is_some_and(|t| r.hits >= t) {
+                continue;
+            }
+            if f.method.as_deref().is_some_and(|m| m != method) {
+                continue;
+            }
+            if f.watches.is_some_and(|w| w != watch) {
+                continue;
+            }
+            let path_ok = match &f.path {
+                PathMatch::Any => true,
+                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+                PathMatch::Contains(s) => path.contains(s.as_str()),
+            };
+            if !path_ok {
+                continue;
+            }
+            match &f.action {
+                Action::Latency(d) => {
+                    r.hits += 1;
+                    decision.delay += *d;
+                }
+                Action::Status {
+                    code,
+                    message,
+                    retry_after,
+                } => {
+                    if decision.status.is_none() {
+                        r.hits += 1;
+                        decision.status = Some((*code, message.clone(), *retry_after));
+                    }
+                }
+            }
+        }
+        decision
+    }
+}

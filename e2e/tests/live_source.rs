@@ -1,0 +1,239 @@
+//! The live source against the API server double: pagination, a forbidden
+//! kind, an expired continue token, throttling, an unreachable server, and the
+//! same report as from a dump of the same objects.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flux_reporter_api::OperatorInfo;
+use flux_reporter_e2e::apiserver::{ApiServer, Fault};
+use flux_reporter_report::source::dump::DumpSource;
+use flux_reporter_report::source::live::{LiveConfig, LiveSource};
+use flux_reporter_report::{Options, Outcome, Section, compute};
+use serde_json::Value;
+
+fn sample_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml")
+}
+
+/// Every object of the sample dump, CRDs first.
+fn sample_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string(sample_path()).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let mut objects: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d.get("kind").is_some())
+        .flat_map(|d| match d["items"].as_array() {
+            Some(items) => items.clone(),
+            None => vec![d],
+        })
+        .collect();
+    objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
+    objects
+}
+
+async fn seeded() -> ApiServer {
+    let server = ApiServer::start().await.unwrap();
+    for obj in sample_objects() {
+        server.insert(obj).unwrap();
+    }
+    server
+}
+
+fn operator() -> OperatorInfo {
+    OperatorInfo {
+        api_version: "fluxcd.controlplane.io/v1".into(),
+        version: "v0.0.0-test".into(),
+        platform: "linux/amd64".into(),
+    }
+}
+
+fn live(server_url: &str, page_size: u32) -> LiveSource {
+    let config = kube::Config::new(server_url.parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    LiveSource::new(
+        client,
+        LiveConfig {
+            page_size,
+            backoff: Duration::from_millis(20),
+            ..LiveConfig::default()
+        },
+    )
+}
+
+async fn run_live(server: &ApiServer, page_size: u32) -> Outcome {
+    compute(
+        &live(&server.url(), page_size),
+        &Options::new("flux-system", operator()),
+    )
+    .await
+}
+
+fn entry(o: &Outcome, kind: &str) -> (i64, i64, i64) {
+    let e = o
+        .spec
+        .reconcilers
+        .iter()
+        .find(|r| r.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind}"));
+    (e.stats.running, e.stats.failing, e.stats.suspended)
+}
+
+#[tokio::test]
+async fn live_report_equals_the_dump_report_of_the_same_objects() {
+    let server = seeded().await;
+    let live = run_live(&server, 7).await;
+    assert!(live.failures.is_empty(), "{:?}", live.failures);
+    let dump = DumpSource::load(&sample_path()).unwrap();
+    let from_dump = compute(&dump, &Options::new("flux-system", operator())).await;
+
+    let (mut a, mut b) = (live.spec.clone(), from_dump.spec.clone());
+    // The server version is the double's own; the node count must agree.
+    assert_eq!(
+        a.cluster.as_ref().unwrap().nodes,
+        b.cluster.as_ref().unwrap().nodes
+    );
+    a.cluster = None;
+    b.cluster = None;
+    assert_eq!(a, b);
+    assert_eq!(live.resource_rows, from_dump.resource_rows);
+    assert_eq!(live.instance_rows, from_dump.instance_rows);
+}
+
+#[tokio::test]
+async fn lists_are_paginated_with_limit_and_continue() {
+    let server = seeded().await;
+    server.clear_requests();
+    let o = run_live(&server, 2).await;
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    assert_eq!(entry(&o, "Kustomization"), (11, 2, 1));
+    let ks: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/apis/kustomize.toolkit.fluxcd.io/v1/kustomizations")
+        .collect();
+    assert_eq!(ks.len(), 6, "12 Kustomizations in pages of 2");
+    assert!(
+        ks.iter()
+            .all(|r| r.query_param("limit").as_deref() == Some("2"))
+    );
+    assert!(ks[0].query_param("continue").is_none());
+    assert!(ks[1..].iter().all(|r| r.query_param("continue").is_some()));
+}
+
+#[tokio::test]
+async fn a_forbidden_kind_fails_that_kind_only() {
+    let server = seeded().await;
+    server.faults().inject(
+        Fault::status(403)
+            .method("GET")
+            .path_prefix("/apis/source.toolkit.fluxcd.io/v1/helmrepositories"),
+    );
+    let o = run_live(&server, 500).await;
+    assert_eq!(o.failures.len(), 1, "{:?}", o.failures);
+    let f = &o.failures[0];
+    assert_eq!(
+        (f.section, f.kind.as_deref()),
+        (Section::Reconcilers, Some("HelmRepository"))
+    );
+    assert!(f.error.contains("forbidden"), "{f}");
+    assert!(
+        o.spec
+            .reconcilers
+            .iter()
+            .all(|r| r.kind != "HelmRepository")
+    );
+    assert_eq!(entry(&o, "GitRepository"), (4, 1, 2));
+    assert!(
+        o.spec.sync.is_some(),
+        "sync does not depend on HelmRepositories"
+    );
+    assert!(!o.resource_rows.contains_key("HelmRepository"));
+    let r = o.readiness();
+    assert!(!r.ready);
+    assert_eq!(r.reason, "ReportIncomplete");
+    assert!(
+        r.message.contains("reconcilers HelmRepository"),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn an_expired_continue_token_restarts_the_list_without_double_counting() {
+    let server = seeded().await;
+    server.faults().expire_next_continue();
+    let o = run_live(&server, 3).await;
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    let expired = server.requests().iter().filter(|r| r.status == 410).count();
+    assert_eq!(expired, 1, "one continue token expired");
+    assert_eq!(o.objects, 61);
+    let dump = DumpSource::load(&sample_path()).unwrap();
+    let from_dump = compute(&dump, &Options::new("flux-system", operator())).await;
+    assert_eq!(o.spec.reconcilers, from_dump.spec.reconcilers);
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried() {
+    let server = seeded().await;
+    let throttle = server.faults().inject(
+        Fault::status(429)
+            .path_prefix("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            .retry_after(0)
+            .times(1),
+    );
+    let unavailable = server.faults().inject(
+        Fault::status(503)
+            .path_prefix("/apis/apps/v1/namespaces/flux-system/deployments")
+            .times(1),
+    );
+    let o = run_live(&server, 500).await;
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    assert_eq!(server.faults().hits(throttle), 1);
+    assert_eq!(server.faults().hits(unavailable), 1);
+    assert_eq!(o.spec.components.len(), 6);
+}
+
+#[tokio::test]
+async fn a_vanished_crd_fails_its_kind_and_keeps_the_rest() {
+    let server = seeded().await;
+    server
+        .faults()
+        .inject(Fault::status(404).path_prefix("/apis/image.toolkit.fluxcd.io/v1/imagepolicies"));
+    let o = run_live(&server, 500).await;
+    assert_eq!(
+        o.failed_kinds().into_iter().collect::<Vec<_>>(),
+        ["ImagePolicy"]
+    );
+    assert_eq!(o.spec.components.len(), 6);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_every_section_and_says_why() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let o = compute(
+        &live(&format!("http://127.0.0.1:{port}"), 500),
+        &Options::new("flux-system", operator()),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    for section in [
+        Section::Distribution,
+        Section::Cluster,
+        Section::Crds,
+        Section::Components,
+    ] {
+        assert!(o.failed(section), "{section} should fail: {:?}", o.failures);
+    }
+    let msg = o.failures[0].to_string();
+    assert!(msg.contains("Connection refused"), "{msg}");
+    assert_eq!(o.readiness().reason, "ReportIncomplete");
+}

@@ -1,0 +1,208 @@
+//! `flux-reporter run`: the operator. Wires the report loop, the metrics and
+//! health servers, leader election and graceful shutdown.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use flux_reporter_report::Options;
+use flux_reporter_report::source::live::LiveConfig;
+use flux_reporter_report::sync::ConfiguredRoot;
+use tokio::sync::watch;
+
+use crate::build_info;
+use crate::cli::{LogArgs, LogFormat, RunArgs};
+use crate::controller::{self, Context};
+use crate::leader::{LeaderConfig, LeaderElector};
+use crate::metrics::{Metrics, MetricsConfig};
+use crate::server::{self, Health};
+
+pub fn init_logging(log: &LogArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(match log.log_level.as_str() {
+        // A bare level applies to our crates and, one step quieter, to the rest.
+        lvl @ ("error" | "warn" | "info" | "debug" | "trace") => {
+            format!("warn,flux_reporter={lvl},flux_reporter_report={lvl}")
+        }
+        filter => filter.to_string(),
+    })
+    .with_context(|| format!("invalid --log-level {:?}", log.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+/// The name this replica reports as (events, the lease).
+fn pod_name() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(hostname)
+        .unwrap_or_else(|| "flux-reporter".into())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
+    tracing::info!(
+        version = %build_info::version(),
+        namespace = %args.namespace,
+        interval = ?args.reporting_interval,
+        leader_elect = args.leader_elect,
+        "starting flux-reporter"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    let signal_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = signal_tx.send(true);
+    });
+    let shutdown = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let metrics = Arc::new(Metrics::new(MetricsConfig {
+        legacy: args.legacy_metrics,
+        propagate_labels: args.metrics_labels.clone(),
+    }));
+    let health = Arc::new(Health::new());
+    health.set_not_ready("no report computed yet");
+    // Bind before anything else, so a taken port is a clear error at start.
+    let metrics_listener = server::bind(&args.metrics_addr).await?;
+    let health_listener = server::bind(&args.health_addr).await?;
+    let metrics_server = tokio::spawn(server::serve_metrics(
+        metrics_listener,
+        metrics.clone(),
+        shutdown(shutdown_rx.clone()),
+    ));
+    let health_server = tokio::spawn(server::serve_health(
+        health_listener,
+        health.clone(),
+        shutdown(shutdown_rx.clone()),
+    ));
+
+    let (leader_rx, elector) = if args.leader_elect {
+        let elector = LeaderElector::new(
+            client.clone(),
+            LeaderConfig::new(args.namespace.clone(), crate::leader::default_identity()),
+        );
+        let rx = elector.subscribe();
+        let handle = tokio::spawn(elector.run(shutdown(shutdown_rx.clone())));
+        (rx, Some(handle))
+    } else {
+        let (tx, rx) = watch::channel(true);
+        // Keep the sender alive for the life of the process.
+        std::mem::forget(tx);
+        (rx, None)
+    };
+
+    let mut options = Options::new(&args.namespace, build_info::operator_info());
+    options.propagate_labels = args.metrics_labels.clone();
+    let ctx = Context {
+        client,
+        namespace: args.namespace.clone(),
+        interval: args.reporting_interval,
+        live: LiveConfig {
+            page_size: args.page_size,
+            ..LiveConfig::default()
+        },
+        options,
+        sync_name_flag: args
+            .sync_name
+            .as_deref()
+            .and_then(|n| ConfiguredRoot::parse(n, &args.namespace, "--sync-name")),
+        metrics,
+        health: health.clone(),
+        events_addr: args.events_addr.clone(),
+        notifications_disabled: args.notifications_disabled,
+        reporting_instance: pod_name(),
+        leader: leader_rx,
+    };
+
+    let mut loop_task = tokio::spawn(controller::run(ctx, shutdown_rx.clone()));
+    let mut metrics_server = metrics_server;
+    let mut health_server = health_server;
+    // A server that stops (it cannot serve) ends the process with its error.
+    enum First {
+        Loop,
+        Server(anyhow::Result<()>),
+    }
+    let first = tokio::select! {
+        r = &mut metrics_server => First::Server(flatten(r).context(format!("metrics server on {}", args.metrics_addr))),
+        r = &mut health_server => First::Server(flatten(r).context(format!("health server on {}", args.health_addr))),
+        _ = &mut loop_task => First::Loop,
+    };
+    health.set_not_ready("shutting down");
+    let grace = Duration::from_secs(20);
+    match first {
+        First::Server(result) => {
+            let _ = shutdown_tx.send(true);
+            if let Err(e) = result {
+                tracing::error!(error = format!("{e:#}"), "stopping");
+                return Err(e);
+            }
+            let _ = tokio::time::timeout(grace, loop_task).await;
+        }
+        First::Loop => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), health_server).await;
+        }
+    }
+    if let Some(elector) = elector {
+        // The elector releases the lease when it sees the shutdown.
+        let _ = tokio::time::timeout(Duration::from_secs(25), elector).await;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flatten(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

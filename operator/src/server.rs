@@ -1,0 +1,321 @@
+//! The operator's HTTP endpoints: `/metrics` on the metrics address, and
+//! `/healthz` and `/readyz` on the health address. Plain HTTP/1.1; anything
+//! else is a 404.
+
+// wired into `run` by the operator loop
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// Listen on `addr` (`host:port`; a Go-style `:port` means every interface).
+/// The error names the address, e.g. `cannot listen on 0.0.0.0:8080: Address
+/// already in use (os error 98)`.
+pub async fn bind(addr: &str) -> io::Result<TcpListener> {
+    let target = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    TcpListener::bind(&target)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serve `GET /metrics` until `shutdown` completes, then finish the requests
+/// in flight.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
+    // The text is shared, not copied: the body holds the Arc.
+    let body = Bytes::from_owner(SharedText(metrics.render()));
+    ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], body).into_response()
+}
+
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Liveness and readiness, set by the operator and read by the probes.
+#[derive(Debug)]
+pub struct Health {
+    live: AtomicBool,
+    /// `None` when ready, else why not.
+    not_ready: Mutex<Option<String>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+impl Health {
+    /// Live, and not ready until told (`starting`).
+    pub fn new() -> Self {
+        Health {
+            live: AtomicBool::new(true),
+            not_ready: Mutex::new(Some("starting".into())),
+        }
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Release);
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        *self.lock() = None;
+    }
+
+    /// Not ready, for a short `reason` that `/readyz` returns.
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.lock() = Some(reason.into());
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        match &*self.lock() {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.not_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Serve `GET /healthz` and `GET /readyz` until `shutdown` completes.
+pub async fn serve_health(
+    listener: TcpListener,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if health.is_live() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not live\n")
+    }
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.readiness() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::MetricsConfig;
+    use flux_reporter_api::FluxReportSpec;
+    use flux_reporter_report::Outcome;
+    use flux_reporter_report::metrics::ResourceRow;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    struct Reply {
+        status: u16,
+        headers: String,
+        body: String,
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> Reply {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        let text = String::from_utf8(buf).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        Reply {
+            status,
+            headers: head.to_ascii_lowercase(),
+            body: body.to_string(),
+        }
+    }
+
+    type Server = (SocketAddr, oneshot::Sender<()>, JoinHandle<io::Result<()>>);
+
+    async fn start_metrics(metrics: Arc<Metrics>) -> Server {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve_metrics(listener, metrics, async {
+            let _ = rx.await;
+        }));
+        (addr, tx, task)
+    }
+
+    async fn start_health(health: Arc<Health>) -> Server {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve_health(listener, health, async {
+            let _ = rx.await;
+        }));
+        (addr, tx, task)
+    }
+
+    async fn stop((_, tx, task): Server) {
+        tx.send(()).expect("server still running");
+        let result = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("graceful shutdown in time")
+            .expect("no panic");
+        result.expect("serve returns Ok");
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_serves_the_published_text() {
+        let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+        let server = start_metrics(metrics.clone()).await;
+        let addr = server.0;
+
+        let reply = get(addr, "/metrics").await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.headers.contains(&format!(
+            "content-type: {}",
+            Metrics::CONTENT_TYPE.to_ascii_lowercase()
+        )));
+        assert_eq!(reply.body, *metrics.render());
+        assert!(reply.body.starts_with("# HELP flux_reporter_info"));
+
+        let mut o = Outcome::default();
+        o.resource_rows.insert(
+            "Kustomization".into(),
+            vec![ResourceRow {
+                kind: "Kustomization".into(),
+                name: "flux-system".into(),
+                ..Default::default()
+            }],
+        );
+        metrics.publish(&o, &FluxReportSpec::default());
+        let reply = get(addr, "/metrics").await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply
+                .headers
+                .contains(&format!("content-length: {}", reply.body.len()))
+        );
+        assert!(reply.body.contains("name=\"flux-system\""));
+        assert!(reply.body.ends_with("# EOF\n"));
+
+        assert_eq!(get(addr, "/").await.status, 404);
+        assert_eq!(get(addr, "/healthz").await.status, 404);
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn health_endpoints_follow_live_and_ready() {
+        let health = Arc::new(Health::new());
+        let server = start_health(health.clone()).await;
+        let addr = server.0;
+
+        let reply = get(addr, "/healthz").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+        let reply = get(addr, "/readyz").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (503, "not ready: starting\n")
+        );
+
+        health.set_ready();
+        let reply = get(addr, "/readyz").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+
+        health.set_not_ready("no report yet");
+        let reply = get(addr, "/readyz").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (503, "not ready: no report yet\n")
+        );
+
+        health.set_live(false);
+        assert_eq!(get(addr, "/healthz").await.status, 503);
+        assert_eq!(get(addr, "/metrics").await.status, 404);
+        stop(server).await;
+    }
+
+    #[tokio::test]
+    async fn bind_errors_name_the_address() {
+        let taken = bind("127.0.0.1:0").await.expect("bind");
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = bind(&addr).await.expect_err("address in use");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot listen on {addr}: ")),
+            "{err}"
+        );
+        let err = bind("not an address").await.expect_err("bad address");
+        assert!(
+            err.to_string()
+                .starts_with("cannot listen on not an address: ")
+        );
+    }
+
+    #[tokio::test]
+    async fn go_style_port_only_address_listens_everywhere() {
+        let listener = bind(":0").await.expect("bind :0");
+        assert!(listener.local_addr().unwrap().ip().is_unspecified());
+    }
+}
