@@ -1974,15 +1974,18 @@ async fn seeded_objects_page_quickly_through_the_client() -> Result<()> {
     let server = ApiServer::start().await?;
     server.insert(widget_crd()).map_err(anyhow::Error::msg)?;
     let total = 10_000;
-    for i in 0..total {
-        server.insert(json!({
+    let objects = (0..total).map(|i| {
+        json!({
             "apiVersion": format!("{GROUP}/v1"), "kind": "Widget",
             "metadata": {"name": format!("flux-{i:05}"), "namespace": format!("ns-{}", i % 10), "labels": {"shard": (i % 2).to_string()}},
             "spec": {"interval": "5m"},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-        }))
-        .map_err(anyhow::Error::msg)?;
-    }
+        })
+    });
+    assert_eq!(
+        server.insert_many(objects).map_err(anyhow::Error::msg)?,
+        total
+    );
     assert_eq!(
         server
             .get(&format!("{GROUP}/v1"), "Widget", Some("ns-3"), "flux-00003")
@@ -2006,5 +2009,101 @@ async fn seeded_objects_page_quickly_through_the_client() -> Result<()> {
     assert_eq!((seen, pages), (total, total / 500));
     let half = api.list(&ListParams::default().labels("shard=1")).await?;
     assert_eq!(half.items.len(), total / 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_kube_event_recorder_creates_then_patches_a_series() -> Result<()> {
+    use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
+    let server = ApiServer::start().await?;
+    let client = client_for(&server)?;
+    let reporter = Reporter {
+        controller: "flux-reporter".into(),
+        instance: Some("flux-reporter-0".into()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("fluxcd.controlplane.io/v1".into()),
+        kind: Some("FluxReport".into()),
+        name: Some("flux".into()),
+        namespace: Some("flux-system".into()),
+        uid: Some("add5e064-469d-419b-9d67-b18976c344d4".into()),
+        ..Default::default()
+    };
+    let event = RecordedEvent {
+        type_: EventType::Normal,
+        reason: "Succeeded".into(),
+        note: Some("Reporting finished in 12ms".into()),
+        action: "Report".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await?;
+    recorder.publish(&event, &reference).await?;
+    let events: Vec<Event> = Api::<Event>::namespaced(client.clone(), "flux-system")
+        .list(&ListParams::default())
+        .await?
+        .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].series.as_ref().map(|s| s.count), Some(2));
+    let core = Api::<CoreEvent>::namespaced(client, "flux-system")
+        .list(
+            &ListParams::default()
+                .fields("involvedObject.kind=FluxReport,involvedObject.name=flux"),
+        )
+        .await?;
+    assert_eq!(
+        core.items[0].reporting_component.as_deref(),
+        Some("flux-reporter")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_the_initial_events_end_bookmark() -> Result<()> {
+    let server = ApiServer::start().await?;
+    let client = client_for(&server)?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..3 {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}}))?,
+        )
+        .await?;
+    }
+    let mut events = watcher(
+        cms.clone(),
+        watcher::Config::default().streaming_lists().timeout(10),
+    )
+    .boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await??
+            .context("stream ended")?
+        {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(cm) => initial.push(cm.name_any()),
+            watcher::Event::InitDone => break,
+            other => return Err(anyhow!("unexpected {other:?}")),
+        }
+    }
+    assert_eq!(initial, ["cm-0", "cm-1", "cm-2"]);
+    cms.delete("cm-1", &DeleteParams::default()).await?;
+    let next = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await??
+        .context("stream ended")?;
+    assert!(
+        matches!(next, watcher::Event::Delete(ref cm) if cm.name_any() == "cm-1"),
+        "{next:?}"
+    );
+    let watch = server
+        .requests()
+        .into_iter()
+        .find(|r| r.watch)
+        .context("a watch request")?;
+    assert_eq!(
+        watch.query_param("sendInitialEvents").as_deref(),
+        Some("true")
+    );
     Ok(())
 }

@@ -79,7 +79,7 @@ fn main() {
             "legacy={legacy:<5}  publish {}  publish (one kind kept) {}  render {}  GET /metrics {}  text {:.2} MB, {series} series",
             ms(publish),
             ms(kept),
-            us(render),
+            ns(render),
             ms(scrape),
             text.len() as f64 / 1e6,
         );
@@ -96,8 +96,8 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn us(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+fn ns(d: Duration) -> String {
+    format!("{} ns", d.as_nanos())
 }
 
 fn median(mut f: impl FnMut()) -> Duration {

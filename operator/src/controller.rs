@@ -147,6 +147,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
     let mut in_init = false;
     let mut seen_in_init = false;
     let mut instance_due: Option<Instant> = None;
+    let mut instance_synced = false;
 
     loop {
         let next = state.next_run;
@@ -197,11 +198,11 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
             Some(event) = instance_watch.next() => match event {
                 Ok(Event::Apply(i)) | Ok(Event::InitApply(i)) => {
                     // Our own status writes come back here too: only spec
-                    // (generation) and annotation changes deserve a new run.
+                    // (generation) and annotation changes deserve a new run,
+                    // and the first list is covered by the run at start.
                     let key = instance_key(&i);
                     if state.instance_key.as_ref() != Some(&key) {
-                        // The first sight is covered by the run at start.
-                        if state.instance_key.is_some() || state.runs > 0 {
+                        if instance_synced {
                             instance_due = Some(Instant::now() + INSTANCE_DEBOUNCE);
                         }
                         state.instance_key = Some(key);
@@ -211,6 +212,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
                     state.instance_key = None;
                     instance_due = Some(Instant::now() + INSTANCE_DEBOUNCE);
                 }
+                Ok(Event::InitDone) => instance_synced = true,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "FluxInstance watch failed; retrying"),
             },

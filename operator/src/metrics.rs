@@ -17,9 +17,6 @@
 //! keys that end up with the same name are all suffixed `_conflict1`,
 //! `_conflict2`, … in configured order.
 
-// wired into `run` by the operator loop
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -59,7 +56,6 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct State {
-    published: bool,
     /// The text last published; the spans below index into it.
     last: Arc<String>,
     kinds: BTreeMap<String, KindSpans>,
@@ -296,7 +292,6 @@ impl Metrics {
         state.kinds = spans;
         state.instances = instances;
         state.artifact_bytes = artifact_bytes;
-        state.published = true;
         *self.text.write().unwrap_or_else(PoisonError::into_inner) = text;
     }
 

@@ -82,9 +82,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let propagate: Vec<String> = args
+        .metrics_labels
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         legacy: args.legacy_metrics,
-        propagate_labels: args.metrics_labels.clone(),
+        propagate_labels: propagate.clone(),
     }));
     let health = Arc::new(Health::new());
     health.set_not_ready("no report computed yet");
@@ -118,7 +124,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut options = Options::new(&args.namespace, build_info::operator_info());
-    options.propagate_labels = args.metrics_labels.clone();
+    options.propagate_labels = propagate;
     let ctx = Context {
         client,
         namespace: args.namespace.clone(),

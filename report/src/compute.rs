@@ -107,6 +107,9 @@ pub struct Options {
     pub max_failing_objects: usize,
     /// How many malformed objects to name.
     pub max_malformed: usize,
+    /// Build the per-object metric rows (the operator does; one-shot
+    /// commands do not need them, and then memory does not grow with objects).
+    pub metric_rows: bool,
 }
 
 impl Options {
@@ -118,6 +121,7 @@ impl Options {
             operator,
             max_failing_objects: 20,
             max_malformed: 20,
+            metric_rows: true,
         }
     }
 }
@@ -262,7 +266,7 @@ impl ObjectSink for KindScan<'_> {
                     self.instance_sync_name = Some(name.to_string());
                 }
             }
-        } else {
+        } else if self.opts.metric_rows {
             self.rows.push(metrics::resource_row(
                 kind,
                 &obj,

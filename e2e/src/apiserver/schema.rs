@@ -1,5 +1,5 @@
-//! Structural-schema checks for custom resources: pruning of unknown fields, types, `required`,
-//! `enum`, bounds, lengths, `pattern`, item counts, then the CEL rules of `cel.rs`.
+//! Structural-schema checks for custom resources: defaults, pruning of unknown fields, types,
+//! `required`, `enum`, bounds, lengths, `pattern`, item counts, then the CEL rules of `cel.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -245,6 +245,15 @@ fn walk(v: &mut Value, schema: &Value, path: &str, root: bool, prune: bool, out:
                 == Some(true);
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
+            // Structural-schema defaulting: absent fields with a `default` get it.
+            for (k, ps) in props.into_iter().flatten() {
+                if let Some(d) = ps.get("default")
+                    && !map.contains_key(k)
+                    && !(embedded && (k == "apiVersion" || k == "kind" || k == "metadata"))
+                {
+                    map.insert(k.clone(), d.clone());
+                }
+            }
             let mut unknown = Vec::new();
             for (k, child) in map.iter_mut() {
                 if embedded && (k == "apiVersion" || k == "kind" || k == "metadata") {
@@ -392,6 +401,16 @@ mod tests {
                 "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
+    }
+
+    #[test]
+    fn defaults_fill_absent_fields() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "interval": {"type": "string", "default": "10m"}, "suspend": {"type": "boolean"}
+        }}}});
+        let mut obj = json!({"metadata": {"name": "x"}, "spec": {"suspend": true}});
+        assert!(check(&mut obj, &schema, true).errors.is_empty());
+        assert_eq!(obj["spec"], json!({"interval": "10m", "suspend": true}));
     }
 
     #[test]

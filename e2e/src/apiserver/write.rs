@@ -738,6 +738,15 @@ fn delete_crd(state: &mut State, key: &ObjKey, old: &Arc<Value>, now: &str) -> D
 
 /// Direct seeding (see [`super::ApiServer::insert`]).
 pub(crate) fn seed(state: &mut State, obj: Value) -> Result<Value, String> {
+    let (rt, stored) = seed_quiet(state, obj)?;
+    Ok(to_view(&rt, &stored).into_owned())
+}
+
+/// Seeding without rendering the stored object back.
+pub(crate) fn seed_quiet(
+    state: &mut State,
+    obj: Value,
+) -> Result<(Arc<ResourceType>, Arc<Value>), String> {
     let api_version = obj
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -803,5 +812,5 @@ pub(crate) fn seed(state: &mut State, obj: Value) -> Result<Value, String> {
         _ => {}
     }
     let stored = state.put(&rt.storage_key, key, obj);
-    Ok(to_view(&rt, &stored).into_owned())
+    Ok((rt, stored))
 }

@@ -4,8 +4,9 @@
 //! apiserver-double [--port PORT] [--kubeconfig PATH] [--bookmark-interval SECONDS] [FILE...]
 //! ```
 //!
-//! FILEs are YAML (several documents and `kind: List` allowed) or JSON; their objects are seeded
-//! into the store before the server answers (CRDs first, then Namespaces, then the rest).
+//! FILEs are YAML (several documents and `kind: List` allowed) or JSON, or directories of such
+//! files; their objects are seeded into the store before the server answers (CRDs first, then
+//! Namespaces, then the rest).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,7 +61,24 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The objects in a file: one object, several YAML documents, or `kind: List`.
+/// A file, or the `.yaml`, `.yml` and `.json` files of a directory (not recursive), sorted.
+fn expand(path: &PathBuf) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.clone()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The objects in a file: one object, several YAML documents, or `kind: List`; documents
+/// without `apiVersion` and `kind` are skipped.
 fn objects_in(path: &PathBuf) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let docs: Vec<Value> = if path.extension().is_some_and(|e| e == "json") {
@@ -72,8 +90,9 @@ fn objects_in(path: &PathBuf) -> Result<Vec<Value>, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?
     };
     let mut out = Vec::new();
-    for doc in docs {
-        if doc.is_null() {
+    for mut doc in docs {
+        // Documents that are not Kubernetes objects (a `kubectl version -o yaml` in a dump, say).
+        if doc.get("kind").is_none() || doc.get("apiVersion").is_none() {
             continue;
         }
         let is_list = doc
@@ -81,10 +100,9 @@ fn objects_in(path: &PathBuf) -> Result<Vec<Value>, String> {
             .and_then(Value::as_str)
             .is_some_and(|k| k == "List" || k.ends_with("List"))
             && doc.get("items").is_some_and(Value::is_array);
-        if is_list {
-            out.extend(doc["items"].as_array().cloned().unwrap_or_default());
-        } else {
-            out.push(doc);
+        match doc.get_mut("items").filter(|_| is_list).map(Value::take) {
+            Some(Value::Array(items)) => out.extend(items),
+            _ => out.push(doc),
         }
     }
     Ok(out)
@@ -117,8 +135,18 @@ async fn main() {
     if let Some(secs) = args.bookmark_interval {
         server.set_bookmark_interval(Duration::from_secs(secs));
     }
-    let mut objects = Vec::new();
+    let mut files = Vec::new();
     for f in &args.files {
+        match expand(f) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                eprintln!("{}: {e}", f.display());
+                std::process::exit(1);
+            }
+        }
+    }
+    let mut objects = Vec::new();
+    for f in &files {
         match objects_in(f) {
             Ok(o) => objects.extend(o),
             Err(e) => {
@@ -128,13 +156,13 @@ async fn main() {
         }
     }
     objects.sort_by_key(order);
-    let count = objects.len();
-    for obj in objects {
-        if let Err(e) = server.insert(obj) {
+    let count = match server.insert_many(objects) {
+        Ok(n) => n,
+        Err(e) => {
             eprintln!("cannot load an object: {e}");
             std::process::exit(1);
         }
-    }
+    };
     if let Some(path) = &args.kubeconfig
         && let Err(e) = server.write_kubeconfig(path)
     {

@@ -53,6 +53,7 @@ pub async fn client() -> anyhow::Result<kube::Client> {
 /// The engine options for a one-shot command.
 pub fn options(args: &SourceArgs) -> Options {
     let mut opts = Options::new(&args.namespace, build_info::operator_info());
+    opts.metric_rows = false;
     opts.sync_root = args
         .sync_name
         .as_deref()
