@@ -3,4 +3,4 @@
 
 pub mod apiserver;
 
-pub use apiserver::{ApiServer, Fault, FaultId, Faults, PathMatch, RecordedRequest};
+pub use apiserver::{ApiServer, Fault, FaultId, Faults, RecordedRequest};

@@ -262,6 +262,8 @@ async fn a_crd_extends_discovery_and_its_deletion_removes_objects() -> Result<()
         ]
     );
 
+    let legacy = kube::Discovery::new(client.clone()).run().await?;
+    assert!(legacy.has_group(GROUP), "legacy discovery finds the group");
     let discovery = kube::Discovery::new(client.clone())
         .run_aggregated()
         .await?;

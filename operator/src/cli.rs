@@ -95,7 +95,7 @@ pub enum LogFormat {
 pub struct SourceArgs {
     /// Read objects from a dump file (`kubectl get … -o yaml|json` output; `-` = stdin)
     /// instead of the cluster.
-    #[arg(long = "from", value_name = "FILE")]
+    #[arg(long = "from", env = "DUMP_FILE", value_name = "FILE")]
     pub from: Option<PathBuf>,
     /// Namespace of the Flux installation.
     #[arg(
@@ -119,7 +119,7 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Output format.
-    #[arg(long, short = 'o', default_value = "yaml")]
+    #[arg(long, short = 'o', env = "OUTPUT_FORMAT", default_value = "yaml")]
     pub output: OutputFormat,
 }
 
@@ -132,7 +132,7 @@ pub enum OutputFormat {
 #[derive(Args, Debug, Clone)]
 pub struct VersionArgs {
     /// Print only the client version; do not contact the cluster.
-    #[arg(long)]
+    #[arg(long, env = "CLIENT_ONLY")]
     pub client: bool,
     /// Namespace of the FluxReport.
     #[arg(

@@ -399,24 +399,18 @@ async fn write_report(
         .patch(SINGLETON_NAME, &params, &Patch::Apply(&body))
         .await?;
 
+    // The Ready time is renewed on every run, even when the message happens
+    // to repeat: it is how `kubectl get fluxreport` (LASTUPDATED) and alerts
+    // tell a fresh report from a stale one.
     let readiness = outcome.readiness();
-    let mut conditions = written
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    condition::set(
-        &mut conditions,
-        Condition::new(
-            READY_CONDITION,
-            ConditionStatus::from(readiness.ready),
-            readiness.reason,
-            &readiness.message,
-            written.metadata.generation,
-            Time(Timestamp::now()),
-        ),
-    );
-    conditions.retain(|c| c.type_ == READY_CONDITION);
+    let conditions = vec![Condition::new(
+        READY_CONDITION,
+        ConditionStatus::from(readiness.ready),
+        readiness.reason,
+        &readiness.message,
+        written.metadata.generation,
+        Time(Timestamp::now()),
+    )];
     let mut status = json!({ "conditions": conditions });
     let handled = requested.map(str::to_string).or_else(|| {
         written

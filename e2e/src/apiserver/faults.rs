@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 
-/// Which requests a fault applies to.
+/// Which request paths a fault applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
+enum PathMatch {
     Any,
     Prefix(String),
     Contains(String),

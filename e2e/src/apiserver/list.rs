@@ -477,7 +477,13 @@ pub(crate) fn page(collection: Option<&BTreeMap<ObjKey, Arc<Value>>>, req: &Page
             }
         }
     }
-    let remaining = iter.count() as u64;
+    // With selectors the real server does not count the rest; one more match is enough to
+    // know that there is a next page.
+    let remaining = if unfiltered {
+        iter.count() as u64
+    } else {
+        u64::from(iter.next().is_some())
+    };
     if remaining == 0 {
         return Page {
             items,

@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-pub use faults::{Fault, FaultId, Faults, PathMatch};
+pub use faults::{Fault, FaultId, Faults};
 
 use store::State;
 
