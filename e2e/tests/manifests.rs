@@ -619,3 +619,41 @@ fn samples_render_the_singletons() {
         assert_eq!(namespace(obj), Some(NAMESPACE), "{}", id(obj));
     }
 }
+
+#[test]
+fn notification_config_renders_a_read_only_role_for_notification_controller() {
+    let objects = render(&config_dir("notification")).unwrap_or_else(|e| panic!("{e}"));
+    let role = one(
+        &objects,
+        "ClusterRole",
+        "flux-reporter-notification-controller",
+    );
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(!strings(&rule["resources"]).contains(&"*"), "{rule}");
+        assert!(!strings(&rule["verbs"]).contains(&"*"), "{rule}");
+        assert!(!strings(&rule["verbs"]).contains(&"delete"), "{rule}");
+    }
+    let binding = one(
+        &objects,
+        "ClusterRoleBinding",
+        "flux-reporter-notification-controller",
+    );
+    assert_eq!(binding["subjects"][0]["name"], "notification-controller");
+}
+
+#[test]
+fn notification_samples_alert_on_fluxinstance_and_fluxreport_events() {
+    let objects = render(&config_dir("notification/samples")).unwrap_or_else(|e| panic!("{e}"));
+    let alert = of_kind(&objects, "Alert")[0];
+    let kinds: Vec<&str> = alert["spec"]["eventSources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"FluxInstance") && kinds.contains(&"FluxReport"),
+        "{kinds:?}"
+    );
+    assert!(!of_kind(&objects, "Provider").is_empty());
+}
