@@ -1,0 +1,182 @@
+//! The one-shot commands against a live API server (the double): `report`,
+//! `check`, `stats` and `version` read the cluster the way a user's kubectl does.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use flux_reporter_e2e::apiserver::ApiServer;
+use serde_json::{Value, json};
+
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLUX_REPORTER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bin = exe.parent().unwrap().join("../flux-reporter");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p flux-reporter` first",
+        bin.display()
+    );
+    bin
+}
+
+fn sample_objects() -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut objects: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d.get("kind").is_some())
+        .flat_map(|d| match d["items"].as_array() {
+            Some(items) => items.clone(),
+            None => vec![d],
+        })
+        .collect();
+    objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
+    objects
+}
+
+struct Cluster {
+    server: ApiServer,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn cluster() -> Cluster {
+    let server = ApiServer::start().await.unwrap();
+    for crd in flux_reporter_api::crds::all() {
+        server
+            .insert(serde_json::to_value(&crd.crd).unwrap())
+            .unwrap();
+    }
+    server.insert_many(sample_objects()).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "flux-reporter-cli-{}-{}",
+        std::process::id(),
+        server.addr().port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    Cluster {
+        server,
+        kubeconfig,
+        _dir: TempDir(dir),
+    }
+}
+
+/// Run the binary off the async runtime (the double answers on it).
+async fn run(c: &Cluster, args: &[&str]) -> Output {
+    let (bin, kubeconfig) = (binary(), c.kubeconfig.clone());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("RUNTIME_NAMESPACE")
+            .output()
+            .expect("flux-reporter runs")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_reads_the_live_cluster_and_writes_nothing() {
+    let c = cluster().await;
+    let before = c.server.resource_version();
+    let out = run(&c, &["report", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["spec"]["distribution"]["version"], "v2.7.3");
+    assert_eq!(report["spec"]["cluster"]["nodes"], 3);
+    assert_eq!(
+        report["spec"]["sync"]["source"],
+        "https://github.com/example-org/fleet-infra.git"
+    );
+    assert_eq!(report["status"]["conditions"][0]["reason"], "Succeeded");
+    assert_eq!(c.server.resource_version(), before, "report must not write");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_against_the_cluster_exits_1_and_names_the_unready_component() {
+    let c = cluster().await;
+    let out = run(&c, &["check"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("image-automation-controller"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_names_what_it_could_not_read() {
+    let c = cluster().await;
+    c.server.faults().inject(
+        flux_reporter_e2e::apiserver::Fault::status(403)
+            .path_prefix("/apis/apps/v1/namespaces/flux-system/deployments"),
+    );
+    let out = run(&c, &["check"]).await;
+    // Failing reconcilers in the sample still make it unhealthy; the
+    // unreadable components are listed as such.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("? could not read components"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_version_read_the_fluxreport_in_the_cluster() {
+    let c = cluster().await;
+    let out = run(&c, &["stats"]).await;
+    assert!(!out.status.success(), "no FluxReport yet");
+    assert!(
+        text(&out.stderr).contains("cannot read FluxReport flux-system/flux"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A report as the operator writes it.
+    let report = run(&c, &["report", "-o", "json"]).await;
+    let mut obj: Value = serde_json::from_slice(&report.stdout).unwrap();
+    obj["metadata"] = json!({"name": "flux", "namespace": "flux-system"});
+    c.server.insert(obj).unwrap();
+
+    let out = run(&c, &["stats"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = text(&out.stdout);
+    assert!(stats.starts_with("RECONCILERS"), "{stats}");
+    assert!(
+        stats.lines().any(|l| l.starts_with("GitRepository")),
+        "{stats}"
+    );
+
+    let out = run(&c, &["version"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = text(&out.stdout);
+    assert!(
+        v.contains("server: v0.1.0") && v.contains("distribution: v2.7.3"),
+        "{v}"
+    );
+}
