@@ -460,7 +460,12 @@ async fn handle_instance(
     spec: &FluxReportSpec,
     outcome: &Outcome,
 ) {
-    ensure_notifier(ctx, state, spec);
+    let domain = instance
+        .as_ref()
+        .and_then(|i| i.spec.cluster.as_ref())
+        .and_then(|c| c.domain.clone())
+        .unwrap_or_else(|| "cluster.local".into());
+    ensure_notifier(ctx, state, spec, &domain);
     let Some(instance) = instance else {
         // No declaration: judge the installation by what the report sees.
         let now = report_health(spec, outcome);
@@ -494,7 +499,7 @@ async fn handle_instance(
     state.health = Some(now);
 }
 
-fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec) {
+fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec, domain: &str) {
     if state.notifier.is_some() || ctx.notifications_disabled {
         return;
     }
@@ -504,6 +509,7 @@ fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec) {
         .any(|c| c.name == "notification-controller");
     if let Some(address) = notifier::derive_address(
         &ctx.namespace,
+        domain,
         present,
         &ctx.events_addr,
         ctx.notifications_disabled,

@@ -61,9 +61,11 @@ impl NotifierConfig {
 
 /// The notification-controller address, as the anchor resolves it (§3.1): an explicit address
 /// wins, else the in-cluster Service when a notification-controller is present, else none.
+/// `domain` is the cluster domain (FluxInstance `spec.cluster.domain`, else `cluster.local`).
 /// `disabled` turns forwarding off whatever the address.
 pub fn derive_address(
     namespace: &str,
+    domain: &str,
     notification_controller_present: bool,
     explicit: &str,
     disabled: bool,
@@ -78,8 +80,12 @@ pub fn derive_address(
     if notification_controller_present && !namespace.is_empty() {
         // The trailing dot makes the name absolute (no resolv.conf search list); the trailing
         // slash is the receiver's path. Both as the anchor writes them.
+        let domain = match domain.trim().trim_end_matches('.') {
+            "" => "cluster.local",
+            d => d,
+        };
         return Some(format!(
-            "http://notification-controller.{namespace}.svc.cluster.local./"
+            "http://notification-controller.{namespace}.svc.{domain}./"
         ));
     }
     None
@@ -1043,30 +1049,63 @@ mod tests {
     fn derive_address_cases() {
         let derived = "http://notification-controller.flux-system.svc.cluster.local./";
         assert_eq!(
-            derive_address("flux-system", true, "", false).as_deref(),
+            derive_address("flux-system", "cluster.local", true, "", false).as_deref(),
             Some(derived)
         );
         assert_eq!(
-            derive_address("flux", true, "", false).as_deref(),
+            derive_address("flux", "cluster.local", true, "", false).as_deref(),
             Some("http://notification-controller.flux.svc.cluster.local./")
         );
         // An explicit address wins over the derived one, and does not need the controller.
         assert_eq!(
-            derive_address("flux-system", true, "http://nc.example:9292/", false).as_deref(),
+            derive_address(
+                "flux-system",
+                "cluster.local",
+                true,
+                "http://nc.example:9292/",
+                false
+            )
+            .as_deref(),
             Some("http://nc.example:9292/")
         );
         assert_eq!(
-            derive_address("flux-system", false, " http://nc.example/ ", false).as_deref(),
+            derive_address(
+                "flux-system",
+                "cluster.local",
+                false,
+                " http://nc.example/ ",
+                false
+            )
+            .as_deref(),
             Some("http://nc.example/")
         );
         // No notification-controller, nothing explicit: Kubernetes events only.
-        assert_eq!(derive_address("flux-system", false, "", false), None);
-        assert_eq!(derive_address("flux-system", false, "   ", false), None);
-        assert_eq!(derive_address("", true, "", false), None);
-        // Disabled beats everything.
-        assert_eq!(derive_address("flux-system", true, "", true), None);
         assert_eq!(
-            derive_address("flux-system", true, "http://nc.example/", true),
+            derive_address("flux-system", "cluster.local", false, "", false),
+            None
+        );
+        assert_eq!(
+            derive_address("flux-system", "cluster.local", false, "   ", false),
+            None
+        );
+        assert_eq!(derive_address("", "cluster.local", true, "", false), None);
+        // Disabled beats everything.
+        assert_eq!(
+            derive_address("flux-system", "cluster.local", true, "", true),
+            None
+        );
+        assert_eq!(
+            derive_address("flux-system", "corp.example.", true, "", false).as_deref(),
+            Some("http://notification-controller.flux-system.svc.corp.example./")
+        );
+        assert_eq!(
+            derive_address(
+                "flux-system",
+                "cluster.local",
+                true,
+                "http://nc.example/",
+                true
+            ),
             None
         );
     }

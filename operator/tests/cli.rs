@@ -141,3 +141,36 @@ fn version_client_only() {
         format!("client: v{}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn report_reads_a_dump_from_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dump = std::fs::read(repo().join("examples/flux-cluster-dump.yaml")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flux-reporter"))
+        .args(["report", "--from", "-", "-o", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&dump).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["spec"]["distribution"]["managedBy"],
+        "flux bootstrap"
+    );
+}
+
+#[test]
+fn a_bad_reporting_interval_is_rejected_at_start() {
+    let out = run(&["run", "--reporting-interval", "soon"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid duration \"soon\""),
+        "{}",
+        stderr(&out)
+    );
+}
