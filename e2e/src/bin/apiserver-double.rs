@@ -102,6 +102,9 @@ fn objects_in(path: &PathBuf) -> Result<Vec<Value>, String> {
             && doc.get("items").is_some_and(Value::is_array);
         match doc.get_mut("items").filter(|_| is_list).map(Value::take) {
             Some(Value::Array(items)) => out.extend(items),
+            // Documents that are not objects (e.g. `kubectl version -o yaml` in a
+            // flux-reporter dump) are not for the API server.
+            _ if doc.get("apiVersion").is_none() && doc.get("kind").is_none() => {}
             _ => out.push(doc),
         }
     }
