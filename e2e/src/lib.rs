@@ -2,5 +2,6 @@
 //! kube client and `kubectl` can both talk to, and the end-to-end tests built on it.
 
 pub mod apiserver;
+pub mod fixtures;
 
 pub use apiserver::{ApiServer, Fault, FaultId, Faults, RecordedRequest};

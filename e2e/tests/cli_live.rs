@@ -21,22 +21,6 @@ fn binary() -> PathBuf {
     bin
 }
 
-fn sample_objects() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml");
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut objects: Vec<Value> = docs
-        .into_iter()
-        .filter(|d| d.get("kind").is_some())
-        .flat_map(|d| match d["items"].as_array() {
-            Some(items) => items.clone(),
-            None => vec![d],
-        })
-        .collect();
-    objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
-    objects
-}
-
 struct Cluster {
     server: ApiServer,
     kubeconfig: PathBuf,
@@ -57,7 +41,9 @@ async fn cluster() -> Cluster {
             .insert(serde_json::to_value(&crd.crd).unwrap())
             .unwrap();
     }
-    server.insert_many(sample_objects()).unwrap();
+    server
+        .insert_many(flux_reporter_e2e::fixtures::sample_dump_objects())
+        .unwrap();
     let dir = std::env::temp_dir().join(format!(
         "flux-reporter-cli-{}-{}",
         std::process::id(),

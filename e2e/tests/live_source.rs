@@ -2,7 +2,6 @@
 //! kind, an expired continue token, throttling, an unreachable server, and the
 //! same report as from a dump of the same objects.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flux_reporter_api::OperatorInfo;
@@ -10,31 +9,10 @@ use flux_reporter_e2e::apiserver::{ApiServer, Fault};
 use flux_reporter_report::source::dump::DumpSource;
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::{Options, Outcome, Section, compute};
-use serde_json::Value;
-
-fn sample_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml")
-}
-
-/// Every object of the sample dump, CRDs first.
-fn sample_objects() -> Vec<Value> {
-    let text = std::fs::read_to_string(sample_path()).unwrap();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let mut objects: Vec<Value> = docs
-        .into_iter()
-        .filter(|d| d.get("kind").is_some())
-        .flat_map(|d| match d["items"].as_array() {
-            Some(items) => items.clone(),
-            None => vec![d],
-        })
-        .collect();
-    objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
-    objects
-}
 
 async fn seeded() -> ApiServer {
     let server = ApiServer::start().await.unwrap();
-    for obj in sample_objects() {
+    for obj in flux_reporter_e2e::fixtures::sample_dump_objects() {
         server.insert(obj).unwrap();
     }
     server
@@ -84,7 +62,7 @@ async fn live_report_equals_the_dump_report_of_the_same_objects() {
     let server = seeded().await;
     let live = run_live(&server, 7).await;
     assert!(live.failures.is_empty(), "{:?}", live.failures);
-    let dump = DumpSource::load(&sample_path()).unwrap();
+    let dump = DumpSource::load(&flux_reporter_e2e::fixtures::sample_dump_path()).unwrap();
     let from_dump = compute(&dump, &Options::new("flux-system", operator())).await;
 
     let (mut a, mut b) = (live.spec.clone(), from_dump.spec.clone());
@@ -168,7 +146,7 @@ async fn an_expired_continue_token_restarts_the_list_without_double_counting() {
     let expired = server.requests().iter().filter(|r| r.status == 410).count();
     assert_eq!(expired, 1, "one continue token expired");
     assert_eq!(o.objects, 61);
-    let dump = DumpSource::load(&sample_path()).unwrap();
+    let dump = DumpSource::load(&flux_reporter_e2e::fixtures::sample_dump_path()).unwrap();
     let from_dump = compute(&dump, &Options::new("flux-system", operator())).await;
     assert_eq!(o.spec.reconcilers, from_dump.spec.reconcilers);
 }

@@ -1,0 +1,27 @@
+//! Fixtures shared by the tests: the objects of the sample dump the repo ships.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// `examples/flux-cluster-dump.yaml`.
+pub fn sample_dump_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml")
+}
+
+/// Every object of the sample dump (List items flattened, the `kubectl
+/// version` document left out), CRDs first so that a server accepts them in order.
+pub fn sample_dump_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string(sample_dump_path()).expect("the sample dump is readable");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("the sample dump parses");
+    let mut objects: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d.get("kind").is_some())
+        .flat_map(|d| match d["items"].as_array() {
+            Some(items) => items.clone(),
+            None => vec![d],
+        })
+        .collect();
+    objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
+    objects
+}
