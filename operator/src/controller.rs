@@ -148,6 +148,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
     let mut seen_in_init = false;
     let mut instance_due: Option<Instant> = None;
     let mut instance_synced = false;
+    let mut instance_watch_failing = false;
 
     loop {
         let next = state.next_run;
@@ -212,9 +213,21 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
                     state.instance_key = None;
                     instance_due = Some(Instant::now() + INSTANCE_DEBOUNCE);
                 }
-                Ok(Event::InitDone) => instance_synced = true,
+                Ok(Event::InitDone) => {
+                    instance_synced = true;
+                    instance_watch_failing = false;
+                }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "FluxInstance watch failed; retrying"),
+                Err(e) => {
+                    // Without the FluxInstance CRD this fails on every retry:
+                    // say it once, then keep quiet until it recovers.
+                    if instance_watch_failing {
+                        tracing::debug!(error = %e, "FluxInstance watch failed; retrying");
+                    } else {
+                        tracing::warn!(error = %e, "FluxInstance watch failed; retrying (further failures are logged at debug)");
+                    }
+                    instance_watch_failing = true;
+                }
             },
         }
     }
