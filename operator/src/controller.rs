@@ -232,6 +232,14 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
         }
     }
     if let Some(n) = state.notifier.take() {
+        let stats = n.stats();
+        tracing::info!(
+            delivered = stats.delivered,
+            duplicates = stats.duplicates,
+            failed = stats.failed,
+            dropped = stats.dropped,
+            "stopping event forwarding"
+        );
         n.shutdown(Duration::from_secs(3)).await;
     }
     tracing::info!("report loop stopped");
@@ -488,7 +496,7 @@ async fn handle_instance(
             .map(Previous::Seen)
             .unwrap_or(Previous::Unknown);
         if let Some(report) = state.report.clone() {
-            let target = target_of_report(&report);
+            let target = Target::from_object(&report);
             emit_transitions(state, &target, &previous, &now).await;
         }
         state.health = Some(now);
@@ -508,7 +516,7 @@ async fn handle_instance(
     if let Err(e) = write_instance_status(ctx, instances, &instance, &verification).await {
         tracing::error!(error = %e, "cannot write the FluxInstance status");
     }
-    emit_transitions(state, &target_of_instance(&instance), &previous, &now).await;
+    emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
     state.health = Some(now);
 }
 
@@ -644,30 +652,6 @@ async fn emit_transitions(state: &State, target: &Target, previous: &Previous, n
             .events
             .emit(target, kind, &t.reason, &t.message, metadata)
             .await;
-    }
-}
-
-fn target_of_instance(i: &FluxInstance) -> Target {
-    Target {
-        api_version: API_VERSION.into(),
-        kind: FLUX_INSTANCE_KIND.into(),
-        namespace: i.namespace().unwrap_or_default(),
-        name: i.name_any(),
-        uid: i.uid().unwrap_or_default(),
-        resource_version: i.resource_version().unwrap_or_default(),
-        annotations: i.annotations().clone(),
-    }
-}
-
-fn target_of_report(r: &FluxReport) -> Target {
-    Target {
-        api_version: API_VERSION.into(),
-        kind: FLUX_REPORT_KIND.into(),
-        namespace: r.namespace().unwrap_or_default(),
-        name: r.name_any(),
-        uid: r.uid().unwrap_or_default(),
-        resource_version: r.resource_version().unwrap_or_default(),
-        annotations: r.annotations().clone(),
     }
 }
 

@@ -9,9 +9,6 @@
 //! per distinct event (target, type, reason, note), with the reference pinned at its first
 //! occurrence, for as long as kube's cache remembers it.
 
-// wired into run by the operator loop
-#![allow(dead_code)]
-
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -172,10 +169,6 @@ impl EventSink {
             notifier,
             series: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn notifier(&self) -> Option<&Notifier> {
-        self.notifier.as_ref()
     }
 
     /// Write a Kubernetes event (events.k8s.io/v1) regarding `target`, and forward it to
@@ -706,6 +699,6 @@ mod tests {
 
         let quiet = EventSink::new(client_for(&api.url), "pod".into(), None);
         quiet.forward(&target(), EventKind::Warning, "X", "y", BTreeMap::new());
-        assert!(quiet.notifier().is_none());
+        assert!(quiet.notifier.is_none());
     }
 }

@@ -2,9 +2,6 @@
 //! package: optimistic writes with the resourceVersion we read, expiry judged by when we saw the
 //! record change (never by the remote clock), and release on shutdown.
 
-// wired into run by the operator loop
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::time::Duration;
 

@@ -5,9 +5,6 @@
 //! A background worker owns a bounded queue, so [`Notifier::send`] never waits on the receiver:
 //! a slow or dead notification-controller costs dropped notifications, never a late report.
 
-// wired into run by the operator loop
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
