@@ -156,12 +156,16 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = sleep_until(next) => {
-                run_once(&ctx, &reports, &instances, &mut state).await;
+                if !run_or_stop(&ctx, &reports, &instances, &mut state, &mut shutdown).await {
+                    break;
+                }
             }
             _ = sleep_until(due) => {
                 instance_due = None;
-                if !state.report.as_ref().is_some_and(is_disabled) {
-                    run_once(&ctx, &reports, &instances, &mut state).await;
+                if !state.report.as_ref().is_some_and(is_disabled)
+                    && !run_or_stop(&ctx, &reports, &instances, &mut state, &mut shutdown).await
+                {
+                    break;
                 }
             }
             changed = leader.changed() => {
@@ -243,6 +247,25 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
         n.shutdown(Duration::from_secs(3)).await;
     }
     tracing::info!("report loop stopped");
+}
+
+/// One run, abandoned if shutdown comes first (every write is an idempotent
+/// server-side apply, so a cut run leaves the previous report in place).
+/// False when shutting down.
+async fn run_or_stop(
+    ctx: &Context,
+    reports: &Api<FluxReport>,
+    instances: &Api<FluxInstance>,
+    state: &mut State,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = run_once(ctx, reports, instances, state) => true,
+        _ = shutdown.wait_for(|stop| *stop) => {
+            tracing::info!("shutting down: the report run in progress is abandoned");
+            false
+        }
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
