@@ -237,17 +237,15 @@ impl Metrics {
             "The current status of a Flux resource reconciliation.",
             "gauge",
         );
-        for (kind, rows) in &kinds {
-            let span = match rows {
-                Rows::New(rows) => t.span(!rows.is_empty(), |t| {
-                    for row in *rows {
-                        resource_info(t, row, &self.label_names);
-                    }
-                }),
-                Rows::Kept(s) => t.copy(&last[s.info.clone()]),
-            };
-            spans.get_mut(*kind).expect("span per kind").info = span;
-        }
+        let label_names = &self.label_names;
+        write_kind_rows(
+            &mut t,
+            &kinds,
+            last,
+            &mut spans,
+            |s| &mut s.info,
+            |t, row| resource_info(t, row, label_names),
+        );
 
         self.report_series(&mut t, state, outcome, spec, &artifact_bytes, now);
 
@@ -257,33 +255,27 @@ impl Metrics {
                 "The current condition status of a GitOps Toolkit resource reconciliation.",
                 "gauge",
             );
-            for (kind, rows) in &kinds {
-                let span = match rows {
-                    Rows::New(rows) => t.span(!rows.is_empty(), |t| {
-                        for row in *rows {
-                            reconcile_condition(t, row);
-                        }
-                    }),
-                    Rows::Kept(s) => t.copy(&last[s.condition.clone()]),
-                };
-                spans.get_mut(*kind).expect("span per kind").condition = span;
-            }
+            write_kind_rows(
+                &mut t,
+                &kinds,
+                last,
+                &mut spans,
+                |s| &mut s.condition,
+                reconcile_condition,
+            );
             t.family(
                 "gotk_suspend_status",
                 "The current value of suspend field of a GitOps Toolkit resource.",
                 "gauge",
             );
-            for (kind, rows) in &kinds {
-                let span = match rows {
-                    Rows::New(rows) => t.span(!rows.is_empty(), |t| {
-                        for row in *rows {
-                            suspend_status(t, row);
-                        }
-                    }),
-                    Rows::Kept(s) => t.copy(&last[s.suspend.clone()]),
-                };
-                spans.get_mut(*kind).expect("span per kind").suspend = span;
-            }
+            write_kind_rows(
+                &mut t,
+                &kinds,
+                last,
+                &mut spans,
+                |s| &mut s.suspend,
+                suspend_status,
+            );
         }
         t.out.push_str("# EOF\n");
 
@@ -422,6 +414,35 @@ impl Metrics {
 enum Rows<'a> {
     New(&'a [ResourceRow]),
     Kept(&'a KindSpans),
+}
+
+/// One family's series for every kind: new rows written by `write`, kept
+/// kinds copied from the previous text; where each kind's slice lands is
+/// recorded in the `slot` of its spans, for the next publish to copy.
+fn write_kind_rows(
+    t: &mut Text,
+    kinds: &BTreeMap<&str, Rows>,
+    last: &str,
+    spans: &mut BTreeMap<String, KindSpans>,
+    slot: fn(&mut KindSpans) -> &mut Range<usize>,
+    write: impl Fn(&mut Text, &ResourceRow),
+) {
+    for (kind, rows) in kinds {
+        let span = match rows {
+            Rows::New(rows) => t.span(!rows.is_empty(), |t| {
+                for row in *rows {
+                    write(t, row);
+                }
+            }),
+            Rows::Kept(previous) => {
+                let range = slot(&mut (*previous).clone()).clone();
+                t.copy(&last[range])
+            }
+        };
+        if let Some(s) = spans.get_mut(*kind) {
+            *slot(s) = span;
+        }
+    }
 }
 
 fn resource_info(t: &mut Text, row: &ResourceRow, label_names: &[String]) {
