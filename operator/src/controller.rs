@@ -268,6 +268,28 @@ async fn run_or_stop(
     }
 }
 
+/// A server-side apply body for our singleton `kind`, carrying only `field`
+/// (`spec` or `status`): the fields we own.
+fn apply_body(
+    kind: &str,
+    namespace: &str,
+    field: &str,
+    value: &impl serde::Serialize,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": SINGLETON_NAME, "namespace": namespace},
+        field: value,
+    })
+}
+
+/// Server-side apply as the field manager `flux-reporter`, taking over fields
+/// another manager set (a user's `kubectl apply` of the sample, for instance).
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -321,13 +343,8 @@ async fn ensure_report(ctx: &Context, reports: &Api<FluxReport>, state: &mut Sta
         Ok(Some(_)) => false,
         Ok(None) => {
             let initial = FluxReportSpec::initial(ctx.options.operator.clone());
-            let body = json!({
-                "apiVersion": API_VERSION,
-                "kind": FLUX_REPORT_KIND,
-                "metadata": {"name": SINGLETON_NAME, "namespace": ctx.namespace},
-                "spec": initial,
-            });
-            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let body = apply_body(FLUX_REPORT_KIND, &ctx.namespace, "spec", &initial);
+            let params = apply_params();
             match reports
                 .patch(SINGLETON_NAME, &params, &Patch::Apply(&body))
                 .await
@@ -432,13 +449,8 @@ async fn write_report(
     outcome: &Outcome,
     requested: Option<&str>,
 ) -> Result<FluxReport, kube::Error> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let body = json!({
-        "apiVersion": API_VERSION,
-        "kind": FLUX_REPORT_KIND,
-        "metadata": {"name": SINGLETON_NAME, "namespace": ctx.namespace},
-        "spec": spec,
-    });
+    let params = apply_params();
+    let body = apply_body(FLUX_REPORT_KIND, &ctx.namespace, "spec", &spec);
     let written = reports
         .patch(SINGLETON_NAME, &params, &Patch::Apply(&body))
         .await?;
@@ -465,12 +477,7 @@ async fn write_report(
     if let Some(h) = handled {
         status["lastHandledReconcileAt"] = json!(h);
     }
-    let body = json!({
-        "apiVersion": API_VERSION,
-        "kind": FLUX_REPORT_KIND,
-        "metadata": {"name": SINGLETON_NAME, "namespace": ctx.namespace},
-        "status": status,
-    });
+    let body = apply_body(FLUX_REPORT_KIND, &ctx.namespace, "status", &status);
     reports
         .patch_status(SINGLETON_NAME, &params, &Patch::Apply(&body))
         .await
@@ -714,13 +721,8 @@ async fn write_instance_status(
             .or(old.last_handled_reconcile_at),
         ..Default::default()
     };
-    let body = json!({
-        "apiVersion": API_VERSION,
-        "kind": FLUX_INSTANCE_KIND,
-        "metadata": {"name": SINGLETON_NAME, "namespace": ctx.namespace},
-        "status": new,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let body = apply_body(FLUX_INSTANCE_KIND, &ctx.namespace, "status", &new);
+    let params = apply_params();
     instances
         .patch_status(SINGLETON_NAME, &params, &Patch::Apply(&body))
         .await?;
