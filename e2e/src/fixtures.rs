@@ -25,3 +25,21 @@ pub fn sample_dump_objects() -> Vec<Value> {
     objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
     objects
 }
+
+/// The `flux-reporter` binary under test: `FLUX_REPORTER_BIN`, else
+/// `target/<profile>/flux-reporter` beside the test executable's `deps/`
+/// (built by `cargo test --workspace`, since the operator has integration tests).
+pub fn flux_reporter_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLUX_REPORTER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable's directory");
+    let bin = deps.join("../flux-reporter");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p flux-reporter` first (or set FLUX_REPORTER_BIN)",
+        bin.display()
+    );
+    bin
+}

@@ -7,20 +7,6 @@ use std::process::{Command, Output};
 use flux_reporter_e2e::apiserver::ApiServer;
 use serde_json::{Value, json};
 
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLUX_REPORTER_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let bin = exe.parent().unwrap().join("../flux-reporter");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p flux-reporter` first",
-        bin.display()
-    );
-    bin
-}
-
 struct Cluster {
     server: ApiServer,
     kubeconfig: PathBuf,
@@ -61,7 +47,10 @@ async fn cluster() -> Cluster {
 
 /// Run the binary off the async runtime (the double answers on it).
 async fn run(c: &Cluster, args: &[&str]) -> Output {
-    let (bin, kubeconfig) = (binary(), c.kubeconfig.clone());
+    let (bin, kubeconfig) = (
+        flux_reporter_e2e::fixtures::flux_reporter_bin(),
+        c.kubeconfig.clone(),
+    );
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(bin)

@@ -13,21 +13,9 @@ use serde_json::Value;
 use super::prom::{self, Sample};
 use super::receiver::Receiver;
 
-/// The binary under test: `FLUX_REPORTER_BIN`, else `target/<profile>/flux-reporter` next to the
-/// test executable's `deps/` directory.
+/// The binary under test.
 pub fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLUX_REPORTER_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let deps = exe.parent().expect("the test executable's directory");
-    let bin = deps.join("../flux-reporter");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p flux-reporter` first (or set FLUX_REPORTER_BIN)",
-        bin.display()
-    );
-    bin
+    flux_reporter_e2e::fixtures::flux_reporter_bin()
 }
 
 /// A free port on 127.0.0.1: bind, read the port, let go.
