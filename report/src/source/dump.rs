@@ -270,6 +270,18 @@ impl DumpSource {
         }
     }
 
+    /// Distribution and discovery both need the CRDs; a dump without any
+    /// cannot answer either.
+    fn require_crds(&self) -> Result<(), SourceError> {
+        if self.crds.is_empty() {
+            return Err(self.missing(
+                "CustomResourceDefinitions",
+                "`kubectl get crds -l app.kubernetes.io/part-of=flux -o yaml`",
+            ));
+        }
+        Ok(())
+    }
+
     fn missing(&self, what: &str, how: &str) -> SourceError {
         SourceError::new(
             ErrorKind::Invalid,
@@ -343,12 +355,7 @@ impl Source for DumpSource {
         &self,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, SourceError> {
-        if self.crds.is_empty() {
-            return Err(self.missing(
-                "CustomResourceDefinitions",
-                "`kubectl get crds -l app.kubernetes.io/part-of=flux -o yaml`",
-            ));
-        }
+        self.require_crds()?;
         Ok(self
             .crds
             .iter()
@@ -361,12 +368,7 @@ impl Source for DumpSource {
     }
 
     async fn flux_crds(&self) -> Result<Vec<Crd>, SourceError> {
-        if self.crds.is_empty() {
-            return Err(self.missing(
-                "CustomResourceDefinitions",
-                "`kubectl get crds -l app.kubernetes.io/part-of=flux -o yaml`",
-            ));
-        }
+        self.require_crds()?;
         Ok(self
             .crds
             .iter()
