@@ -19,6 +19,11 @@ pub const DEFAULT_NAMESPACE: &str = "flux-system";
 
 /// The field manager of every server-side apply we make.
 pub const FIELD_MANAGER: &str = "flux-reporter";
+/// The Flux Operator's field manager: when it manages a FluxInstance,
+/// flux-reporter only reads it.
+pub const FLUX_OPERATOR_MANAGER: &str = "flux-operator";
+/// Prefix of the Flux Operator's finalizers (`fluxcd.controlplane.io/finalizer`).
+pub const FLUX_OPERATOR_FINALIZER_PREFIX: &str = "fluxcd.controlplane.io/";
 /// The name flux-reporter reports itself by (operator info, events).
 pub const CONTROLLER_NAME: &str = "flux-reporter";
 

@@ -8,6 +8,8 @@
 //! Real cluster: `E2E_KUBECONFIG=~/.kube/config cargo test -p flux-reporter-e2e --test operator`;
 //! add `E2E_RBAC=1` to run the operator with only `config/rbac`.
 
+// The shared harness: each test binary uses only part of it.
+#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeSet;

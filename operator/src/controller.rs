@@ -72,6 +72,9 @@ struct State {
     events: EventSink,
     /// Generation and annotations of the FluxInstance last seen.
     instance_key: Option<String>,
+    /// Who owns the FluxInstance when it is not us (the Flux Operator), as
+    /// last logged.
+    instance_owner: Option<String>,
     runs: u64,
 }
 
@@ -121,6 +124,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
         notifier: None,
         events: EventSink::new(ctx.client.clone(), ctx.reporting_instance.clone(), None),
         instance_key: None,
+        instance_owner: None,
         runs: 0,
     };
     if !ctx.events_addr.is_empty() && !ctx.notifications_disabled {
@@ -395,7 +399,7 @@ async fn run_once(
             })
     });
     let source = LiveSource::new(ctx.client.clone(), ctx.live.clone());
-    let outcome = compute(&source, &options).await;
+    let mut outcome = compute(&source, &options).await;
     let spec = keep_last_good(state.previous.as_ref(), &outcome);
     ctx.metrics.publish(&outcome, &spec);
     state.runs += 1;
@@ -415,6 +419,27 @@ async fn run_once(
 
     let mut next = interval;
     if *ctx.leader.borrow() {
+        // Read the FluxInstance first: when the Flux Operator owns it, the
+        // report's Ready message says that we step back.
+        let instance = match instances.get_opt(SINGLETON_NAME).await {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the FluxInstance");
+                None
+            }
+        };
+        let owner = match &instance {
+            Some(i) => {
+                let owner = i.as_ref().and_then(flux_operator_owner);
+                state.note_owner(owner.as_deref());
+                owner
+            }
+            // Unreadable this run: keep what we last knew.
+            None => state.instance_owner.clone(),
+        };
+        if let Some(owner) = &owner {
+            outcome.notes.push(owned_note(owner));
+        }
         match write_report(ctx, reports, &spec, &outcome, requested.as_deref()).await {
             Ok(written) => {
                 state.handled_request = requested.clone();
@@ -425,15 +450,17 @@ async fn run_once(
                 next = next.min(RETRY_AFTER_WRITE_ERROR);
             }
         }
-        let instance = match instances.get_opt(SINGLETON_NAME).await {
-            Ok(i) => Some(i),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the FluxInstance");
-                None
-            }
-        };
         if let Some(instance) = instance {
-            handle_instance(ctx, instances, state, instance, &spec, &outcome).await;
+            handle_instance(
+                ctx,
+                instances,
+                state,
+                instance,
+                owner.is_some(),
+                &spec,
+                &outcome,
+            )
+            .await;
         }
     }
     state.previous = Some(spec);
@@ -483,22 +510,33 @@ async fn write_report(
         .await
 }
 
-/// Who else writes this FluxInstance's status, if anyone: the Flux Operator
-/// (its finalizer or field manager) or any other status writer.
-pub fn foreign_owner(instance: &FluxInstance) -> Option<String> {
-    if instance
+/// The Flux Operator, when it owns this FluxInstance: its finalizer
+/// (`fluxcd.controlplane.io/…`) or a managed-fields entry of its field
+/// manager `flux-operator`. Nobody else counts as an owner: a status written by
+/// `kubectl patch`, a restore tool or a script is not a controller, and our
+/// forced server-side apply takes those fields over.
+pub fn flux_operator_owner(instance: &FluxInstance) -> Option<String> {
+    if let Some(f) = instance
         .finalizers()
         .iter()
-        .any(|f| f.starts_with("fluxcd.controlplane.io/"))
+        .find(|f| f.starts_with(FLUX_OPERATOR_FINALIZER_PREFIX))
     {
-        return Some("the Flux Operator (finalizer)".into());
+        return Some(format!("the Flux Operator (finalizer {f})"));
     }
-    instance.managed_fields().iter().find_map(|m| {
-        let manager = m.manager.as_deref().unwrap_or("");
-        let status_writer = m.subresource.as_deref() == Some("status");
-        (manager == "flux-operator" || (status_writer && manager != FIELD_MANAGER))
-            .then(|| manager.to_string())
-    })
+    instance
+        .managed_fields()
+        .iter()
+        .any(|m| m.manager.as_deref() == Some(FLUX_OPERATOR_MANAGER))
+        .then(|| format!("the Flux Operator (field manager {FLUX_OPERATOR_MANAGER})"))
+}
+
+/// The note carried by the FluxReport's Ready message while the Flux
+/// Operator owns the FluxInstance, and logged once at info level.
+fn owned_note(owner: &str) -> String {
+    format!(
+        "FluxInstance {SINGLETON_NAME} is managed by {owner}: flux-reporter only reads it \
+         (no status writes, no events, no notifications)"
+    )
 }
 
 /// Verify the FluxInstance, write its status and emit transition events; with
@@ -508,6 +546,7 @@ async fn handle_instance(
     instances: &Api<FluxInstance>,
     state: &mut State,
     instance: Option<FluxInstance>,
+    owned_by_flux_operator: bool,
     spec: &FluxReportSpec,
     outcome: &Outcome,
 ) {
@@ -532,8 +571,7 @@ async fn handle_instance(
         state.health = Some(now);
         return;
     };
-    if let Some(owner) = foreign_owner(&instance) {
-        tracing::debug!(%owner, "FluxInstance is owned by another controller: reading it only");
+    if owned_by_flux_operator {
         state.health = None;
         return;
     }
@@ -570,6 +608,22 @@ fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec, doma
 }
 
 impl State {
+    /// Log once when the Flux Operator starts or stops owning the FluxInstance.
+    fn note_owner(&mut self, owner: Option<&str>) {
+        if self.instance_owner.as_deref() == owner {
+            return;
+        }
+        match owner {
+            Some(o) => tracing::info!(owner = %o, "{}", owned_note(o)),
+            None if self.instance_owner.is_some() => tracing::info!(
+                "the Flux Operator no longer manages FluxInstance {SINGLETON_NAME}: \
+                 flux-reporter writes its status and events again"
+            ),
+            None => {}
+        }
+        self.instance_owner = owner.map(str::to_string);
+    }
+
     fn set_notifier(&mut self, ctx: &Context, address: String) {
         tracing::info!(%address, "forwarding events to notification-controller");
         let n = Notifier::spawn(NotifierConfig::new(address));
@@ -732,6 +786,7 @@ async fn write_instance_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     fn report_with(annotations: &[(&str, &str)]) -> FluxReport {
         let mut r = FluxReport::new(SINGLETON_NAME, FluxReportSpec::default());
@@ -783,27 +838,62 @@ mod tests {
         )])));
     }
 
+    fn managed_by(manager: &str, subresource: Option<&str>) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            subresource: subresource.map(str::to_string),
+            operation: Some("Update".into()),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn the_flux_operator_finalizer_or_a_foreign_status_writer_makes_the_instance_read_only() {
+    fn only_the_flux_operator_owns_the_instance() {
         let mut i = FluxInstance::new(SINGLETON_NAME, Default::default());
-        assert_eq!(foreign_owner(&i), None);
+        assert_eq!(flux_operator_owner(&i), None);
+
         i.metadata.finalizers = Some(vec!["fluxcd.controlplane.io/finalizer".into()]);
-        assert!(foreign_owner(&i).is_some());
+        let owner = flux_operator_owner(&i).expect("finalizer makes it owned");
+        assert!(
+            owner.contains("fluxcd.controlplane.io/finalizer"),
+            "{owner}"
+        );
+
         i.metadata.finalizers = None;
-        i.metadata.managed_fields = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
-                manager: Some("flux-operator".into()),
-                ..Default::default()
-            },
-        ]);
-        assert_eq!(foreign_owner(&i).as_deref(), Some("flux-operator"));
-        i.metadata.managed_fields = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
-                manager: Some(FIELD_MANAGER.into()),
-                subresource: Some("status".into()),
-                ..Default::default()
-            },
-        ]);
-        assert_eq!(foreign_owner(&i), None);
+        i.metadata.managed_fields = Some(vec![managed_by("flux-operator", Some("status"))]);
+        let owner = flux_operator_owner(&i).expect("flux-operator manager makes it owned");
+        assert!(owner.contains("field manager flux-operator"), "{owner}");
+        // Any of its entries counts, spec or status.
+        i.metadata.managed_fields = Some(vec![managed_by("flux-operator", None)]);
+        assert!(flux_operator_owner(&i).is_some());
+    }
+
+    #[test]
+    fn a_status_written_by_kubectl_or_a_restore_tool_is_not_an_owner() {
+        let mut i = FluxInstance::new(SINGLETON_NAME, Default::default());
+        for manager in [
+            "kubectl-patch",
+            "kubectl-edit",
+            "velero-server",
+            "kubectl",
+            "migrate.sh",
+        ] {
+            i.metadata.managed_fields = Some(vec![
+                managed_by("kubectl-create", None),
+                managed_by(manager, Some("status")),
+                managed_by(FIELD_MANAGER, Some("status")),
+            ]);
+            assert_eq!(flux_operator_owner(&i), None, "{manager}");
+        }
+        // Someone else's finalizer is not the Flux Operator's.
+        i.metadata.finalizers = Some(vec!["example.com/protect".into()]);
+        assert_eq!(flux_operator_owner(&i), None);
+    }
+
+    #[test]
+    fn the_owned_note_names_the_owner_and_what_we_do_not_do() {
+        let note = owned_note("the Flux Operator (field manager flux-operator)");
+        assert!(note.contains("flux-operator"), "{note}");
+        assert!(note.contains("no status writes, no events"), "{note}");
     }
 }

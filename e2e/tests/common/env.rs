@@ -377,6 +377,29 @@ impl Env {
         serde_json::to_value(applied).expect("object as JSON")
     }
 
+    /// Merge-patches the status of an object through the status subresource as the field
+    /// manager `manager`, as `kubectl patch --subresource=status` (manager `kubectl-patch`), a
+    /// restore tool or another controller would.
+    pub async fn merge_status_as(
+        &self,
+        manager: &str,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        status: Value,
+    ) -> Value {
+        let params = PatchParams {
+            field_manager: Some(manager.to_string()),
+            ..PatchParams::default()
+        };
+        let obj = self
+            .api(api_version, kind)
+            .patch_status(name, &params, &Patch::Merge(json!({ "status": status })))
+            .await
+            .unwrap_or_else(|e| panic!("patch the status of {kind} {name} as {manager}: {e}"));
+        serde_json::to_value(obj).expect("object as JSON")
+    }
+
     /// Merge-patches an object (metadata or spec).
     pub async fn merge(&self, api_version: &str, kind: &str, name: &str, patch: Value) -> Value {
         let obj = self
