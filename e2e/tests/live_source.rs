@@ -1,6 +1,7 @@
 //! The live source against the API server double: pagination, a forbidden
-//! kind, an expired continue token, throttling, an unreachable server, and the
-//! same report as from a dump of the same objects.
+//! kind, an expired continue token, throttling, an unreachable server, a mute
+//! path or server, the run deadline, and the same report as from a dump of the
+//! same objects.
 
 use std::time::{Duration, Instant};
 
@@ -27,16 +28,30 @@ fn operator() -> OperatorInfo {
 }
 
 fn live(server_url: &str, page_size: u32) -> LiveSource {
-    let config = kube::Config::new(server_url.parse().unwrap());
-    let client = kube::Client::try_from(config).unwrap();
-    LiveSource::new(
-        client,
+    live_with(
+        server_url,
         LiveConfig {
             page_size,
             backoff: Duration::from_millis(20),
             ..LiveConfig::default()
         },
     )
+}
+
+fn live_with(server_url: &str, config: LiveConfig) -> LiveSource {
+    let kube_config = kube::Config::new(server_url.parse().unwrap());
+    let client = kube::Client::try_from(kube_config).unwrap();
+    LiveSource::new(client, config)
+}
+
+/// One-second request and probe timeouts, so that silence costs little.
+fn impatient() -> LiveConfig {
+    LiveConfig {
+        request_timeout: Duration::from_secs(1),
+        probe_timeout: Duration::from_secs(1),
+        backoff: Duration::from_millis(20),
+        ..LiveConfig::default()
+    }
 }
 
 async fn run_live(server: &ApiServer, page_size: u32) -> Outcome {
@@ -214,4 +229,102 @@ async fn an_unreachable_server_fails_every_section_and_says_why() {
     let msg = o.failures[0].to_string();
     assert!(msg.contains("Connection refused"), "{msg}");
     assert_eq!(o.readiness().reason, "ReportIncomplete");
+}
+
+#[tokio::test]
+async fn a_mute_path_fails_only_its_kind_after_the_request_timeout() {
+    let server = seeded().await;
+    let mute = server
+        .faults()
+        .inject(Fault::mute().path_prefix("/apis/helm.toolkit.fluxcd.io/v2/helmreleases"));
+    let started = Instant::now();
+    let source = live_with(&server.url(), impatient());
+    let o = compute(&source, &Options::new("flux-system", operator())).await;
+    let took = started.elapsed();
+    assert_eq!(
+        o.failed_kinds().into_iter().collect::<Vec<_>>(),
+        ["HelmRelease"],
+        "{:?}",
+        o.failures
+    );
+    let msg = o.failures[0].to_string();
+    assert!(msg.contains("no answer within 1s"), "{msg}");
+    // Not retried: one timeout, then /version tells a slow path from a mute server.
+    assert_eq!(server.faults().hits(mute), 1);
+    assert_eq!(source.mute_cause(), None);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(o.spec.components.len(), 6);
+}
+
+#[tokio::test]
+async fn a_mute_server_fails_the_whole_run_after_one_timeout_and_one_probe() {
+    let server = seeded().await;
+    let mute = server.faults().inject(Fault::mute());
+    let started = Instant::now();
+    let source = live_with(&server.url(), impatient());
+    let o = compute(&source, &Options::new("flux-system", operator())).await;
+    let took = started.elapsed();
+    // The first request and the /version probe; everything after is not tried.
+    assert_eq!(server.faults().hits(mute), 2);
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    for section in [
+        Section::Distribution,
+        Section::Cluster,
+        Section::Crds,
+        Section::Components,
+        Section::Sync,
+    ] {
+        assert!(o.failed(section), "{section} should fail: {:?}", o.failures);
+    }
+    let cause = source.mute_cause().expect("the server is found mute");
+    assert!(
+        cause.starts_with("the Kubernetes API server does not answer"),
+        "{cause}"
+    );
+    let cluster = o
+        .failures
+        .iter()
+        .find(|f| f.section == Section::Cluster)
+        .unwrap()
+        .to_string();
+    assert!(
+        cluster.contains("not tried: the Kubernetes API server does not answer"),
+        "{cluster}"
+    );
+    assert!(o.readiness().message.contains("does not answer"));
+}
+
+#[tokio::test]
+async fn the_run_deadline_fails_what_did_not_finish_and_keeps_what_did() {
+    let server = seeded().await;
+    // Every Flux kind's list is slow; the sections before them are not.
+    server
+        .faults()
+        .inject(Fault::latency(Duration::from_millis(400)).path_contains(".toolkit.fluxcd.io/"));
+    let started = Instant::now();
+    let source = live_with(&server.url(), impatient()).with_deadline(Duration::from_secs(1));
+    let o = compute(&source, &Options::new("flux-system", operator())).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+    assert!(!o.failed(Section::Cluster), "{:?}", o.failures);
+    assert!(!o.failed(Section::Components), "{:?}", o.failures);
+    assert!(!o.failed_kinds().is_empty(), "{:?}", o.failures);
+    // Each cut kind names the deadline (the sync then fails for want of the
+    // Kustomizations, which its own message says).
+    let messages: Vec<String> = o
+        .failures
+        .iter()
+        .filter(|f| f.kind.is_some())
+        .map(|f| f.to_string())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.contains("report run deadline of 1s")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("not tried")),
+        "{messages:#?}"
+    );
 }

@@ -26,6 +26,8 @@ mod build_info;
 mod metrics;
 #[path = "../src/server.rs"]
 mod server;
+#[path = "../src/watchdog.rs"]
+mod watchdog;
 
 use metrics::{Metrics, MetricsConfig};
 

@@ -71,8 +71,34 @@ pub struct RunArgs {
     /// `namespace/name`); overrides the FluxReport annotation and the FluxInstance.
     #[arg(long, env = "SYNC_NAME")]
     pub sync_name: Option<String>,
+    /// Time allowed for one report run; what has not finished by then fails
+    /// its section (the last good values are kept).
+    #[arg(long, env = "REPORT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub report_timeout: Duration,
+    #[command(flatten)]
+    pub api: ApiArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Time limits of the requests to the Kubernetes API server.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ApiArgs {
+    /// Time allowed to connect to the Kubernetes API server (TCP and TLS handshake).
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Time allowed for one Kubernetes API request, from sending it to the end of its answer.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+impl ApiArgs {
+    pub fn timeouts(&self) -> crate::client::Timeouts {
+        crate::client::Timeouts {
+            connect: self.connect_timeout,
+            request: self.request_timeout,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -112,6 +138,8 @@ pub struct SourceArgs {
     /// Objects per page when listing Flux kinds from a cluster.
     #[arg(long, env = "PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -142,6 +170,8 @@ pub struct VersionArgs {
         default_value = "flux-system"
     )]
     pub namespace: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// A Go-style duration: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`. Must be positive.

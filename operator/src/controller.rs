@@ -18,9 +18,10 @@ use flux_reporter_api::{FluxInstance, FluxReport, FluxReportSpec};
 use flux_reporter_report::health::{self, Verdict};
 use flux_reporter_report::instance::{self, Verification};
 use flux_reporter_report::merge::keep_last_good;
+use flux_reporter_report::source::error_chain;
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::sync::ConfiguredRoot;
-use flux_reporter_report::{Options, Outcome, compute};
+use flux_reporter_report::{Options, Outcome, Section, compute};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -43,6 +44,10 @@ pub struct Context {
     pub client: Client,
     pub namespace: String,
     pub interval: Duration,
+    /// Time allowed for one report run.
+    pub report_timeout: Duration,
+    /// Server-side timeout of the watches (below the request timeout).
+    pub watch_timeout_secs: u32,
     pub live: LiveConfig,
     pub options: Options,
     pub sync_name_flag: Option<ConfiguredRoot>,
@@ -101,18 +106,15 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
     let reports: Api<FluxReport> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let instances: Api<FluxInstance> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let selector = format!("metadata.name={SINGLETON_NAME}");
-    let mut report_watch = watcher::watcher(
-        reports.clone(),
-        watcher::Config::default().fields(&selector),
-    )
-    .default_backoff()
-    .boxed();
-    let mut instance_watch = watcher::watcher(
-        instances.clone(),
-        watcher::Config::default().fields(&selector),
-    )
-    .default_backoff()
-    .boxed();
+    let watch_config = watcher::Config::default()
+        .fields(&selector)
+        .timeout(ctx.watch_timeout_secs);
+    let mut report_watch = watcher::watcher(reports.clone(), watch_config.clone())
+        .default_backoff()
+        .boxed();
+    let mut instance_watch = watcher::watcher(instances.clone(), watch_config)
+        .default_backoff()
+        .boxed();
     let mut leader = ctx.leader.clone();
 
     let mut state = State {
@@ -132,6 +134,8 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
     }
 
     // Start from the report in the cluster: its spec is the last good value.
+    // (When it cannot be read, the first run goes ahead: the watch and the
+    // next leader turn create it if it is missing.)
     match reports.get_opt(SINGLETON_NAME).await {
         Ok(Some(r)) => {
             state.handled_request = r
@@ -141,11 +145,12 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
             state.previous = Some(r.spec.clone());
             state.report = Some(r);
         }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the FluxReport at start"),
-    }
-    if *leader.borrow() {
-        ensure_report(&ctx, &reports, &mut state).await;
+        Ok(None) => {
+            if *leader.borrow() {
+                ensure_report(&ctx, &reports, &mut state).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "cannot read the FluxReport at start"),
     }
     state.next_run = Some(Instant::now());
     let mut in_init = false;
@@ -202,7 +207,7 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
                         state.next_run = Some(Instant::now());
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "FluxReport watch failed; retrying"),
+                Err(e) => tracing::warn!(error = %error_chain(&e), "FluxReport watch failed; retrying"),
             },
             Some(event) = instance_watch.next() => match event {
                 Ok(Event::Apply(i)) | Ok(Event::InitApply(i)) => {
@@ -230,9 +235,9 @@ pub async fn run(ctx: Context, mut shutdown: watch::Receiver<bool>) {
                     // Without the FluxInstance CRD this fails on every retry:
                     // say it once, then keep quiet until it recovers.
                     if instance_watch_failing {
-                        tracing::debug!(error = %e, "FluxInstance watch failed; retrying");
+                        tracing::debug!(error = %error_chain(&e), "FluxInstance watch failed; retrying");
                     } else {
-                        tracing::warn!(error = %e, "FluxInstance watch failed; retrying (further failures are logged at debug)");
+                        tracing::warn!(error = %error_chain(&e), "FluxInstance watch failed; retrying (further failures are logged at debug)");
                     }
                     instance_watch_failing = true;
                 }
@@ -359,13 +364,13 @@ async fn ensure_report(ctx: &Context, reports: &Api<FluxReport>, state: &mut Sta
                     true
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot create the FluxReport");
+                    tracing::error!(error = %error_chain(&e), "cannot create the FluxReport");
                     false
                 }
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the FluxReport");
+            tracing::warn!(error = %error_chain(&e), "cannot read the FluxReport");
             false
         }
     }
@@ -381,9 +386,11 @@ async fn run_once(
     let report = state.report.clone();
     if report.as_ref().is_some_and(is_disabled) {
         state.next_run = None;
+        ctx.health.watchdog.disarm();
         return;
     }
     let interval = interval_of(report.as_ref(), ctx.interval);
+    ctx.health.watchdog.arm(interval, ctx.report_timeout);
     let requested = report
         .as_ref()
         .and_then(|r| annotation(r, REQUESTED_AT_ANNOTATION))
@@ -398,33 +405,39 @@ async fn run_once(
                 ConfiguredRoot::parse(v, &ctx.namespace, "the FluxReport annotation syncName")
             })
     });
-    let source = LiveSource::new(ctx.client.clone(), ctx.live.clone());
+    let source =
+        LiveSource::new(ctx.client.clone(), ctx.live.clone()).with_deadline(ctx.report_timeout);
     let mut outcome = compute(&source, &options).await;
     let spec = keep_last_good(state.previous.as_ref(), &outcome);
     ctx.metrics.publish(&outcome, &spec);
     state.runs += 1;
-
-    let failed: Vec<String> = outcome.failures.iter().map(|f| f.to_string()).collect();
-    tracing::info!(
-        run = state.runs,
-        duration_ms = outcome.duration.as_millis() as u64,
-        objects = outcome.objects,
-        kinds = outcome.kinds.len(),
-        failed_sections = failed.len(),
-        failures = %failed.join("; "),
-        leader = *ctx.leader.borrow(),
-        "report computed"
-    );
+    // The loop makes progress when the API server answered this run; a run
+    // that only met silence does not feed the liveness watchdog.
+    let reached = source.mute_cause().is_none()
+        && Section::ALL.iter().any(|section| !outcome.failed(*section));
+    if reached {
+        ctx.health.watchdog.progress();
+    }
+    log_run(state.runs, &outcome, *ctx.leader.borrow());
     ctx.health.set_ready();
 
     let mut next = interval;
-    if *ctx.leader.borrow() {
+    if !reached {
+        // No request of this run got through: every write would wait out
+        // its timeout too. Keep the previous report; the next run tries again.
+        tracing::warn!(
+            cause = source
+                .mute_cause()
+                .unwrap_or_else(|| "every section failed".into()),
+            "not writing this run: the previous report stays"
+        );
+    } else if *ctx.leader.borrow() {
         // Read the FluxInstance first: when the Flux Operator owns it, the
         // report's Ready message says that we step back.
         let instance = match instances.get_opt(SINGLETON_NAME).await {
             Ok(i) => Some(i),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the FluxInstance");
+                tracing::warn!(error = %error_chain(&e), "cannot read the FluxInstance");
                 None
             }
         };
@@ -446,7 +459,7 @@ async fn run_once(
                 state.report = Some(written);
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot write the FluxReport; the previous report stays");
+                tracing::error!(error = %error_chain(&e), "cannot write the FluxReport; the previous report stays");
                 next = next.min(RETRY_AFTER_WRITE_ERROR);
             }
         }
@@ -465,6 +478,30 @@ async fn run_once(
     }
     state.previous = Some(spec);
     state.next_run = Some(Instant::now() + next);
+}
+
+/// One line per run: info when complete, warn with the causes when not.
+fn log_run(run: u64, outcome: &Outcome, leader: bool) {
+    let failed: Vec<String> = outcome.failures.iter().map(|f| f.to_string()).collect();
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                run,
+                duration_ms = outcome.duration.as_millis() as u64,
+                objects = outcome.objects,
+                kinds = outcome.kinds.len(),
+                failed_sections = failed.len(),
+                failures = %failed.join("; "),
+                leader,
+                "report computed"
+            )
+        };
+    }
+    if failed.is_empty() {
+        line!(info);
+    } else {
+        line!(warn);
+    }
 }
 
 /// Server-side apply of the spec, then of the status (Ready condition and
@@ -582,7 +619,7 @@ async fn handle_instance(
         None => persisted(&instance),
     };
     if let Err(e) = write_instance_status(ctx, instances, &instance, &verification).await {
-        tracing::error!(error = %e, "cannot write the FluxInstance status");
+        tracing::error!(error = %error_chain(&e), "cannot write the FluxInstance status");
     }
     emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
     state.health = Some(now);

@@ -6,6 +6,7 @@ use clap::Parser;
 
 mod build_info;
 mod cli;
+mod client;
 mod commands;
 mod controller;
 mod events;
@@ -15,6 +16,7 @@ mod notifier;
 mod run;
 mod server;
 mod transitions;
+mod watchdog;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -13,10 +13,16 @@ use tokio::sync::watch;
 
 use crate::build_info;
 use crate::cli::{LogArgs, LogFormat, RunArgs};
+use crate::client::ApiClient;
 use crate::controller::{self, Context};
 use crate::leader::{LeaderConfig, LeaderElector};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::server::{self, Health};
+
+/// How long SIGTERM waits for the report loop, then for the lease release:
+/// together well inside Kubernetes' default 30 s grace period.
+const LOOP_GRACE: Duration = Duration::from_secs(5);
+const LEASE_RELEASE_GRACE: Duration = Duration::from_secs(3);
 
 pub fn init_logging(log: &LogArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(match log.log_level.as_str() {
@@ -59,13 +65,20 @@ fn hostname() -> Option<String> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(&args.log)?;
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
+    // No reachability probe here: the operator starts, serves its endpoints
+    // and keeps trying whatever the API server does; the timeouts bound each
+    // request and the watchdog turns a loop that never gets through into a
+    // failing /healthz.
+    let api = ApiClient::new(args.api.timeouts()).await?;
+    let client = api.client.clone();
     tracing::info!(
         version = %build_info::version(),
         namespace = %args.namespace,
         interval = ?args.reporting_interval,
+        server = %api.server,
+        connect_timeout = ?args.api.connect_timeout,
+        request_timeout = ?args.api.request_timeout,
+        report_timeout = ?args.report_timeout,
         leader_elect = args.leader_elect,
         "starting flux-reporter"
     );
@@ -94,6 +107,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }));
     let health = Arc::new(Health::new());
     health.set_not_ready("no report computed yet");
+    health
+        .watchdog
+        .arm(args.reporting_interval, args.report_timeout);
     // Bind before anything else, so a taken port is a clear error at start.
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
@@ -129,8 +145,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         client,
         namespace: args.namespace.clone(),
         interval: args.reporting_interval,
+        report_timeout: args.report_timeout,
+        watch_timeout_secs: api.watch_timeout_secs(),
         live: LiveConfig {
             page_size: args.page_size,
+            request_timeout: args.api.request_timeout,
             ..LiveConfig::default()
         },
         options,
@@ -160,7 +179,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ = &mut loop_task => First::Loop,
     };
     health.set_not_ready("shutting down");
-    let grace = Duration::from_secs(20);
     match first {
         First::Server(result) => {
             let _ = shutdown_tx.send(true);
@@ -168,7 +186,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 tracing::error!(error = format!("{e:#}"), "stopping");
                 return Err(e);
             }
-            let _ = tokio::time::timeout(grace, loop_task).await;
+            // The loop stops at once between requests; a request that hangs
+            // is not waited for (every write is an idempotent apply).
+            if tokio::time::timeout(LOOP_GRACE, &mut loop_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the report loop did not stop within {LOOP_GRACE:?}; abandoning it");
+                loop_task.abort();
+            }
         }
         First::Loop => {
             let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
@@ -176,8 +202,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(elector) = elector {
-        // The elector releases the lease when it sees the shutdown.
-        let _ = tokio::time::timeout(Duration::from_secs(25), elector).await;
+        // The elector releases the lease when it sees the shutdown; against
+        // a server that does not answer, the lease simply expires.
+        let _ = tokio::time::timeout(LEASE_RELEASE_GRACE, elector).await;
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -16,6 +15,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::watchdog::Watchdog;
 
 /// Listen on `addr` (`host:port`; a Go-style `:port` means every interface).
 /// The error names the address, e.g. `cannot listen on 0.0.0.0:8080: Address
@@ -63,7 +63,8 @@ impl AsRef<[u8]> for SharedText {
 /// Liveness and readiness, set by the operator and read by the probes.
 #[derive(Debug)]
 pub struct Health {
-    live: AtomicBool,
+    /// Liveness: the report loop's progress.
+    pub watchdog: Watchdog,
     /// `None` when ready, else why not.
     not_ready: Mutex<Option<String>>,
 }
@@ -78,19 +79,14 @@ impl Health {
     /// Live, and not ready until told (`starting`).
     pub fn new() -> Self {
         Health {
-            live: AtomicBool::new(true),
+            watchdog: Watchdog::new(),
             not_ready: Mutex::new(Some("starting".into())),
         }
     }
 
-    /// For a watchdog of the report loop; `run` does not use it yet.
-    #[allow(dead_code)]
-    pub fn set_live(&self, live: bool) {
-        self.live.store(live, Ordering::Release);
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+    /// `Ok` while the report loop makes progress, else why not.
+    pub fn liveness(&self) -> Result<(), String> {
+        self.watchdog.check()
     }
 
     pub fn set_ready(&self) {
@@ -132,11 +128,13 @@ pub async fn serve_health(
         .await
 }
 
-async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.is_live() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not live\n")
+async fn healthz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not live: {reason}\n"),
+        ),
     }
 }
 
@@ -289,8 +287,20 @@ mod tests {
             (503, "not ready: no report yet\n")
         );
 
-        health.set_live(false);
-        assert_eq!(get(addr, "/healthz").await.status, 503);
+        // A loop that makes no progress within its limit fails liveness.
+        health
+            .watchdog
+            .arm(Duration::from_millis(1), Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let reply = get(addr, "/healthz").await;
+        assert_eq!(reply.status, 503);
+        assert!(
+            reply
+                .body
+                .starts_with("not live: no report run has reached the Kubernetes API server"),
+            "{}",
+            reply.body
+        );
         assert_eq!(get(addr, "/metrics").await.status, 404);
         stop(server).await;
     }

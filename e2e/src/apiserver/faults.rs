@@ -1,5 +1,5 @@
 //! Fault injection, driven from test code while the server runs: error answers, latency,
-//! expired continue tokens, dropped watches, refused connections, compaction.
+//! expired continue tokens, dropped watches, refused connections, mute requests, compaction.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
@@ -23,6 +23,7 @@ enum Action {
         retry_after: Option<u64>,
     },
     Latency(Duration),
+    Mute,
 }
 
 /// A fault to inject: build it with [`Fault::status`] or [`Fault::latency`], narrow it with the
@@ -60,6 +61,20 @@ impl Fault {
     pub fn latency(delay: Duration) -> Fault {
         Fault {
             action: Action::Latency(delay),
+            method: None,
+            path: PathMatch::Any,
+            times: None,
+            watches: None,
+            duration: None,
+        }
+    }
+
+    /// Accept matching requests and never answer them, as an overloaded control plane or a
+    /// half-dead load balancer does: the connection stays open and silent until the client gives
+    /// up. With no narrowing, the whole server is mute (it still accepts connections).
+    pub fn mute() -> Fault {
+        Fault {
+            action: Action::Mute,
             method: None,
             path: PathMatch::Any,
             times: None,
@@ -141,6 +156,8 @@ struct Rule {
 /// What the request handler must do for a request.
 pub(crate) struct Decision {
     pub delay: Duration,
+    /// Never answer.
+    pub mute: bool,
     pub status: Option<(u16, Option<String>, Option<u64>)>,
 }
 
@@ -292,6 +309,7 @@ impl Faults {
         rules.retain(|r| r.until.is_none_or(|u| u > now));
         let mut decision = Decision {
             delay: Duration::ZERO,
+            mute: false,
             status: None,
         };
         for r in rules.iter_mut() {
@@ -317,6 +335,10 @@ impl Faults {
                 Action::Latency(d) => {
                     r.hits += 1;
                     decision.delay += *d;
+                }
+                Action::Mute => {
+                    r.hits += 1;
+                    decision.mute = true;
                 }
                 Action::Status {
                     code,

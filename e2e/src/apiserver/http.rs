@@ -208,6 +208,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: http::Request<hyper::body::
     };
 
     let decision = shared.faults.decide(&method, &path, watch);
+    if decision.mute {
+        // Recorded with status 0 (no answer); the handler then waits until the client hangs up
+        // or the server stops.
+        shared.record(record);
+        return std::future::pending().await;
+    }
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }

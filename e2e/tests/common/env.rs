@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flux_reporter_e2e::MuteProxy;
 use flux_reporter_e2e::apiserver::{ApiServer, Fault, FaultId};
 use kube::Client;
 use kube::api::{
@@ -756,6 +757,38 @@ impl Env {
         Operator::start(&kubeconfig, &self.ns, &self.dir, &opts).await
     }
 
+    /// Starts a replica that reaches the API server through `proxy` (which forwards to
+    /// [`Env::api_upstream`]), with the kubeconfig [`Env::start_operator`] would use.
+    pub async fn start_operator_through(&self, proxy: &MuteProxy, opts: OperatorOpts) -> Operator {
+        let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
+            self.project_rbac_kubeconfig().await
+        } else {
+            self.kubeconfig.clone()
+        };
+        let through = self
+            .dir
+            .join(format!("kubeconfig-via-{}", proxy.addr().port()));
+        write_proxied_kubeconfig(&kubeconfig, &through, proxy.addr());
+        Operator::start(&through, &self.ns, &self.dir, &opts).await
+    }
+
+    /// `host:port` of the API server the tests talk to.
+    pub fn api_upstream(&self) -> String {
+        let server = kubeconfig_server(&self.kubeconfig);
+        let uri: http::Uri = server
+            .parse()
+            .unwrap_or_else(|e| panic!("server URL {server}: {e}"));
+        let host = uri.host().expect("server host");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        format!("{host}:{port}")
+    }
+
     /// Applies `config/rbac` for the test namespace (cluster-scoped names suffixed with it) and
     /// returns a kubeconfig that authenticates as its ServiceAccount.
     async fn project_rbac_kubeconfig(&self) -> PathBuf {
@@ -1034,3 +1067,48 @@ pub const RESOURCE_INFO_LABELS: [&str; 12] = [
     "uid",
     "url",
 ];
+
+/// The server URL of the kubeconfig's current context.
+fn kubeconfig_server(path: &Path) -> String {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("read kubeconfig {}: {e}", path.display()));
+    let context = kc.current_context.clone().unwrap_or_default();
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .unwrap_or_else(|| panic!("no server in kubeconfig {}", path.display()))
+}
+
+/// Copies a kubeconfig with every cluster's server replaced by `proxy`, keeping the scheme; for
+/// TLS, the certificate is still checked against the original host (`tls-server-name`).
+fn write_proxied_kubeconfig(from: &Path, to: &Path, proxy: std::net::SocketAddr) {
+    let mut kc = kube::config::Kubeconfig::read_from(from)
+        .unwrap_or_else(|e| panic!("read kubeconfig {}: {e}", from.display()));
+    for named in &mut kc.clusters {
+        let Some(cluster) = named.cluster.as_mut() else {
+            continue;
+        };
+        let Some(server) = cluster.server.clone() else {
+            continue;
+        };
+        let uri: http::Uri = server
+            .parse()
+            .unwrap_or_else(|e| panic!("server URL {server}: {e}"));
+        let scheme = uri.scheme_str().unwrap_or("https");
+        if scheme == "https" && cluster.tls_server_name.is_none() {
+            cluster.tls_server_name = uri.host().map(str::to_string);
+        }
+        cluster.server = Some(format!("{scheme}://{proxy}"));
+    }
+    let yaml = serde_saphyr::to_string(&kc).expect("kubeconfig as YAML");
+    std::fs::write(to, yaml).unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
+}

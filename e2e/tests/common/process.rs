@@ -35,6 +35,8 @@ pub struct OperatorOpts {
     /// Run under the project's own RBAC (`config/rbac`, a ServiceAccount token) on a real
     /// cluster. Default: `E2E_RBAC=1`. Ignored on the double, which authorizes everything.
     pub project_rbac: Option<bool>,
+    /// More flags for `flux-reporter run`.
+    pub args: Vec<String>,
 }
 
 impl OperatorOpts {
@@ -44,7 +46,15 @@ impl OperatorOpts {
             leader_elect: false,
             pod_name: "flux-reporter-e2e".into(),
             project_rbac: None,
+            args: Vec::new(),
         }
+    }
+
+    /// One more flag and its value.
+    pub fn arg(mut self, flag: &str, value: &str) -> OperatorOpts {
+        self.args.push(flag.to_string());
+        self.args.push(value.to_string());
+        self
     }
 
     pub fn leader_elect(mut self, pod_name: &str) -> OperatorOpts {
@@ -104,6 +114,7 @@ impl Operator {
         if opts.leader_elect {
             cmd.arg("--leader-elect");
         }
+        cmd.args(&opts.args);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));

@@ -4,13 +4,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use flux_reporter_api::FluxReport;
+use flux_reporter_api::constants::SINGLETON_NAME;
 use flux_reporter_report::source::dump::DumpSource;
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::sync::ConfiguredRoot;
 use flux_reporter_report::{Options, Outcome};
+use kube::Api;
 
 use crate::build_info;
-use crate::cli::{Cli, Command, SourceArgs};
+use crate::cli::{ApiArgs, Cli, Command, SourceArgs};
+use crate::client::ApiClient;
 
 mod check;
 mod report;
@@ -43,11 +47,35 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// A client from `KUBECONFIG` or the in-cluster service account.
-pub async fn client() -> anyhow::Result<kube::Client> {
-    kube::Client::try_default()
-        .await
-        .context("cannot connect to a cluster (set KUBECONFIG, or use --from FILE)")
+/// A client from `KUBECONFIG` or the in-cluster service account, once the
+/// server has answered: a server that does not answer is one clear error
+/// (exit 2) after at most the connect timeout plus the request timeout.
+pub async fn client(api: &ApiArgs) -> anyhow::Result<kube::Client> {
+    let api = ApiClient::new(api.timeouts()).await?;
+    api.probe().await?;
+    Ok(api.client)
+}
+
+/// The FluxReport the operator keeps in the cluster. Errors read as one line:
+/// not found says what to do, an API error gives the server's message.
+pub async fn read_report(api: &ApiArgs, namespace: &str) -> anyhow::Result<FluxReport> {
+    let reports: Api<FluxReport> = Api::namespaced(client(api).await?, namespace);
+    match reports.get(SINGLETON_NAME).await {
+        Ok(r) => Ok(r),
+        Err(kube::Error::Api(s)) if s.is_not_found() => anyhow::bail!(
+            "FluxReport {namespace}/{SINGLETON_NAME} not found: is flux-reporter running in \
+             {namespace}? (or use --from FILE)"
+        ),
+        Err(kube::Error::Api(s)) => anyhow::bail!(
+            "cannot read FluxReport {namespace}/{SINGLETON_NAME}: {} ({})",
+            s.message,
+            s.reason
+        ),
+        Err(e) => anyhow::bail!(
+            "cannot read FluxReport {namespace}/{SINGLETON_NAME}: {}",
+            flux_reporter_report::source::error_chain(&e)
+        ),
+    }
 }
 
 /// The engine options for a one-shot command.
@@ -72,9 +100,10 @@ pub async fn compute(args: &SourceArgs) -> anyhow::Result<Outcome> {
         }
         None => {
             let source = LiveSource::new(
-                client().await?,
+                client(&args.api).await?,
                 LiveConfig {
                     page_size: args.page_size,
+                    request_timeout: args.api.request_timeout,
                     ..LiveConfig::default()
                 },
             );

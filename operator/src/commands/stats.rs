@@ -3,10 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use flux_reporter_api::constants::SINGLETON_NAME;
-use flux_reporter_api::{FluxReconcilerStatus, FluxReport};
-use kube::Api;
+use flux_reporter_api::FluxReconcilerStatus;
 
 use crate::cli::SourceArgs;
 
@@ -16,13 +13,7 @@ pub async fn run(args: SourceArgs) -> anyhow::Result<ExitCode> {
         super::print_problems(&outcome);
         outcome.spec.reconcilers
     } else {
-        let api: Api<FluxReport> = Api::namespaced(super::client().await?, &args.namespace);
-        let report = api.get(SINGLETON_NAME).await.with_context(|| {
-            format!(
-                "cannot read FluxReport {}/{SINGLETON_NAME} (is flux-reporter running? or use --from FILE)",
-                args.namespace
-            )
-        })?;
+        let report = super::read_report(&args.api, &args.namespace).await?;
         report.spec.reconcilers
     };
     if reconcilers.is_empty() {

@@ -3,10 +3,6 @@
 
 use std::process::ExitCode;
 
-use flux_reporter_api::FluxReport;
-use flux_reporter_api::constants::SINGLETON_NAME;
-use kube::Api;
-
 use crate::build_info;
 use crate::cli::VersionArgs;
 
@@ -15,27 +11,12 @@ pub async fn run(args: VersionArgs) -> anyhow::Result<ExitCode> {
     if args.client {
         return Ok(ExitCode::SUCCESS);
     }
-    let report = async {
-        let api: Api<FluxReport> = Api::namespaced(super::client().await?, &args.namespace);
-        anyhow::Ok(api.get(SINGLETON_NAME).await?)
+    let report = super::read_report(&args.api, &args.namespace).await?;
+    if let Some(op) = &report.spec.operator {
+        println!("server: {}", op.version);
     }
-    .await;
-    match report {
-        Ok(r) => {
-            if let Some(op) = &r.spec.operator {
-                println!("server: {}", op.version);
-            }
-            if let Some(v) = &r.spec.distribution.version {
-                println!("distribution: {v}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!(
-                "error: cannot read FluxReport {}/{SINGLETON_NAME}: {e:#}",
-                args.namespace
-            );
-            Ok(ExitCode::FAILURE)
-        }
+    if let Some(v) = &report.spec.distribution.version {
+        println!("distribution: {v}");
     }
+    Ok(ExitCode::SUCCESS)
 }

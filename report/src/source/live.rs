@@ -1,11 +1,19 @@
 //! The live cluster as a source: raw paginated GETs through the kube client,
 //! each page decoded straight into the slim types of [`crate::observed`].
 //!
-//! Retries: connection errors, timeouts, 429 and 5xx are retried a few times
-//! with backoff. A 410 Gone on a continue token restarts that list from the
-//! start. A 403 or 404 fails the one read it answers.
+//! Retries: connection errors, 429 and 5xx are retried a few times with
+//! backoff. A 410 Gone on a continue token restarts that list from the start.
+//! A 403 or 404 fails the one read it answers.
+//!
+//! Silence: every request has a timeout and is not retried once it timed out
+//! (it already cost the whole timeout). After a request times out or cannot
+//! connect, `GET /version` tells a slow path from a mute server: when that
+//! fails too, the rest of the run fails at once with the cause instead of
+//! waiting out one timeout per request. A run deadline
+//! ([`LiveSource::with_deadline`]) bounds the whole run.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -13,7 +21,7 @@ use kube::Client;
 use kube::client::Body;
 use serde::de::DeserializeOwned;
 
-use super::{ErrorKind, ObjectSink, Source, SourceError};
+use super::{ErrorKind, ObjectSink, Source, SourceError, error_chain, is_timeout};
 use crate::crds::FluxKind;
 use crate::lenient::Item;
 use crate::observed::{Crd, Deployment, FluxObject, Meta, Page, ServerVersion};
@@ -25,7 +33,9 @@ pub struct LiveConfig {
     pub page_size: u32,
     /// Time allowed for one request, body included.
     pub request_timeout: Duration,
-    /// Attempts for a retryable failure (connection, timeout, 429, 5xx).
+    /// Time allowed for `GET /version` when telling a slow path from a mute server.
+    pub probe_timeout: Duration,
+    /// Attempts for a retryable failure (connection refused or reset, 429, 5xx).
     pub attempts: u32,
     /// First backoff; doubles each attempt.
     pub backoff: Duration,
@@ -37,7 +47,8 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             page_size: 500,
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(5),
             attempts: 3,
             backoff: Duration::from_millis(200),
             list_restarts: 3,
@@ -48,6 +59,10 @@ impl Default for LiveConfig {
 pub struct LiveSource {
     client: Client,
     config: LiveConfig,
+    /// When the run must end, and the budget it was given (for messages).
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    /// Set once the server is found mute: why, for every request not tried.
+    mute: Mutex<Option<String>>,
 }
 
 /// The answer to one GET: a body, or the classified failure with its status.
@@ -56,49 +71,153 @@ enum Answer {
     Gone(String),
 }
 
+/// One failed attempt.
+struct Failed {
+    error: SourceError,
+    retry_after: Option<Duration>,
+    /// No HTTP answer at all: refused, reset, timed out.
+    transport: bool,
+    timed_out: bool,
+}
+
+impl Failed {
+    fn answered(error: SourceError, retry_after: Option<Duration>) -> Self {
+        Failed {
+            error,
+            retry_after,
+            transport: false,
+            timed_out: false,
+        }
+    }
+    fn transport(message: String, timed_out: bool) -> Self {
+        Failed {
+            error: SourceError::new(ErrorKind::Unavailable, message),
+            retry_after: None,
+            transport: true,
+            timed_out,
+        }
+    }
+}
+
 impl LiveSource {
     pub fn new(client: Client, config: LiveConfig) -> Self {
-        LiveSource { client, config }
+        LiveSource {
+            client,
+            config,
+            deadline: None,
+            mute: Mutex::new(None),
+        }
+    }
+
+    /// Every request of this source ends by `budget` from now: what has not
+    /// finished by then fails, naming the deadline.
+    pub fn with_deadline(mut self, budget: Duration) -> Self {
+        self.deadline = Some((tokio::time::Instant::now() + budget, budget));
+        self
+    }
+
+    /// Why the server was found mute during this run, if it was.
+    pub fn mute_cause(&self) -> Option<String> {
+        lock(&self.mute).clone()
     }
 
     /// One GET with retries. `410 Gone` is returned as such for the caller to handle.
     async fn get_raw(&self, path: &str) -> Result<Answer, SourceError> {
+        if let Some(cause) = self.mute_cause() {
+            return Err(SourceError::new(
+                ErrorKind::Unavailable,
+                format!("not tried: {cause}"),
+            ));
+        }
+        if let Some((deadline, budget)) = self.deadline
+            && tokio::time::Instant::now() >= deadline
+        {
+            return Err(SourceError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "not tried: the report run deadline of {} passed",
+                    crate::duration::format_run(budget)
+                ),
+            ));
+        }
         let mut delay = self.config.backoff;
         let mut attempt = 1;
         loop {
             match self.get_once(path).await {
-                Err((e, retry_after))
-                    if e.kind == ErrorKind::Unavailable && attempt < self.config.attempts =>
+                Err(f)
+                    if f.error.kind == ErrorKind::Unavailable
+                        && !f.timed_out
+                        && attempt < self.config.attempts =>
                 {
-                    let wait = retry_after.unwrap_or(delay).min(Duration::from_secs(10));
-                    tracing::debug!(path, attempt, error = %e, "retrying after {wait:?}");
+                    let wait = f.retry_after.unwrap_or(delay).min(Duration::from_secs(10));
+                    tracing::debug!(path, attempt, error = %f.error, "retrying after {wait:?}");
                     tokio::time::sleep(wait).await;
                     delay *= 2;
                     attempt += 1;
                 }
-                Err((e, _)) => return Err(e),
+                Err(f) => {
+                    if f.transport {
+                        self.check_server(path, &f).await;
+                    }
+                    return Err(f.error);
+                }
                 Ok(answer) => return Ok(answer),
             }
         }
     }
 
-    async fn get_once(&self, path: &str) -> Result<Answer, (SourceError, Option<Duration>)> {
+    /// After a request got no answer: does the server answer `GET /version`?
+    /// If not, it is mute, and the rest of the run is not tried.
+    async fn check_server(&self, path: &str, failed: &Failed) {
+        let error = &failed.error;
+        let probe = if path == "/version" {
+            Err(error.to_string())
+        } else {
+            let timeout = self.config.probe_timeout.min(self.config.request_timeout);
+            match self.exchange("/version", timeout).await {
+                Ok((status, _, _)) => {
+                    tracing::debug!(path, %status, "the server answers /version: only this request failed");
+                    Ok(())
+                }
+                Err(f) if f.transport => Err(f.error.to_string()),
+                Err(_) => Ok(()),
+            }
+        };
+        if let Err(probe) = probe {
+            let what = if failed.timed_out {
+                "does not answer"
+            } else {
+                "cannot be reached"
+            };
+            let cause = if path == "/version" {
+                format!("the Kubernetes API server {what} ({error})")
+            } else {
+                format!("the Kubernetes API server {what} ({error}; then {probe})")
+            };
+            tracing::warn!(%cause, "the rest of this report run is not tried");
+            *lock(&self.mute) = Some(cause);
+        }
+    }
+
+    /// Send a GET and read the whole answer within `timeout` (and the run deadline).
+    async fn exchange(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), Failed> {
         let request = Request::get(path)
             .header(http::header::ACCEPT, "application/json")
             .body(Body::empty())
             .map_err(|e| {
-                (
+                Failed::answered(
                     SourceError::new(ErrorKind::Other, format!("bad request {path}: {e}")),
                     None,
                 )
             })?;
-        let unavailable = |msg: String| (SourceError::new(ErrorKind::Unavailable, msg), None);
         let work = async {
-            let response = self
-                .client
-                .send(request)
-                .await
-                .map_err(|e| unavailable(format!("GET {path}: {}", error_chain(&e))))?;
+            let response = self.client.send(request).await.map_err(|e| {
+                Failed::transport(format!("GET {path}: {}", error_chain(&e)), is_timeout(&e))
+            })?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -107,18 +226,48 @@ impl LiveSource {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             let body = response.into_body().collect_bytes().await.map_err(|e| {
-                unavailable(format!("GET {path}: reading the body: {}", error_chain(&e)))
+                Failed::transport(
+                    format!("GET {path}: reading the body: {}", error_chain(&e)),
+                    is_timeout(&e),
+                )
             })?;
-            Ok::<_, (SourceError, Option<Duration>)>((status, retry_after, body.to_vec()))
+            Ok((status, retry_after, body.to_vec()))
         };
-        let (status, retry_after, body) = tokio::time::timeout(self.config.request_timeout, work)
-            .await
-            .map_err(|_| {
-                unavailable(format!(
-                    "GET {path}: timed out after {:?}",
-                    self.config.request_timeout
+        let mut until = tokio::time::Instant::now() + timeout;
+        let mut cut_by_deadline = false;
+        if let Some((deadline, _)) = self.deadline
+            && deadline < until
+        {
+            until = deadline;
+            cut_by_deadline = true;
+        }
+        match tokio::time::timeout_at(until, work).await {
+            Ok(result) => result,
+            Err(_) if cut_by_deadline => {
+                let budget = self.deadline.map(|(_, b)| b).unwrap_or(timeout);
+                Err(Failed::answered(
+                    SourceError::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "GET {path}: did not finish within the report run deadline of {}",
+                            crate::duration::format_run(budget)
+                        ),
+                    ),
+                    None,
                 ))
-            })??;
+            }
+            Err(_) => Err(Failed::transport(
+                format!(
+                    "GET {path}: no answer within {}",
+                    crate::duration::format_run(timeout)
+                ),
+                true,
+            )),
+        }
+    }
+
+    async fn get_once(&self, path: &str) -> Result<Answer, Failed> {
+        let (status, retry_after, body) = self.exchange(path, self.config.request_timeout).await?;
         if status.is_success() {
             return Ok(Answer::Body(body));
         }
@@ -131,7 +280,10 @@ impl LiveSource {
             s if s.is_server_error() => ErrorKind::Unavailable,
             _ => ErrorKind::Other,
         };
-        Err((SourceError::new(kind, message), retry_after))
+        Err(Failed::answered(
+            SourceError::new(kind, message),
+            retry_after,
+        ))
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, SourceError> {
@@ -232,20 +384,6 @@ fn status_message(body: &[u8]) -> Option<String> {
         .ok()
         .map(|s| s.message)
         .filter(|m| !m.is_empty())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Percent-encode a query value (continue tokens are base64 with `=`, `+`, `/`).

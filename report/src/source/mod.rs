@@ -90,3 +90,37 @@ pub trait Source {
         name: &str,
     ) -> Result<Option<FluxObject>, SourceError>;
 }
+
+/// Whether an error (or one of its causes) is a timeout: kube's connect and
+/// read timeouts surface as I/O `TimedOut` errors, tokio's as `Elapsed`.
+pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if err.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// One line: the error and its causes, joined by ": " (a cause whose text
+/// its parent already carries is left out).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
