@@ -7,7 +7,7 @@
 //! cargo run --release -p flux-reporter --example bench_metrics [N [FILE]]
 //!
 //! With FILE, the OpenMetrics body (legacy series on) is also written there,
-//! to check it with another parser.
+//! and the text 0.0.4 body to FILE.004, to check them with other parsers.
 
 // The operator's modules are compiled in here, and only part of them is used.
 #![allow(dead_code)]
@@ -106,6 +106,8 @@ fn main() {
         let body = m.encode(Format::OpenMetrics).expect("encode");
         if let (true, Some(file)) = (legacy, std::env::args().nth(2)) {
             std::fs::write(&file, &body).expect("write the body");
+            let text = m.encode(Format::Text).expect("encode");
+            std::fs::write(format!("{file}.004"), text).expect("write the 0.0.4 body");
         }
         let (get_om, om_bytes) = scrape(m.clone(), PROMETHEUS_ACCEPT);
         let (get_text, text_bytes) = scrape(m.clone(), "*/*");
