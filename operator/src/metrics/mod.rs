@@ -39,7 +39,7 @@ pub use format::Format;
 use format::Text004;
 use snapshot::{Published, Snapshot};
 
-/// What to export besides the anchor's series.
+/// What to export besides the series the Flux Operator exports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Also export `gotk_reconcile_condition` and `gotk_suspend_status`.
