@@ -1,18 +1,20 @@
-//! Benchmark of the metrics text for N Flux objects (default 10,000): the
-//! median `publish` time, the median time of a whole `GET /metrics` over
-//! loopback (render + serve + read), and the text size; prometheus-client's
-//! registry encoding the same `flux_resource_info` rows is timed for
-//! comparison.
+//! Benchmark of `/metrics` for N Flux objects (default 10,000): the median
+//! `publish` time, the median scrape (prometheus-client encoding the whole
+//! registry) in each format, the median whole `GET /metrics` over loopback
+//! (encode + serve + read), the body size, and the heap the published set
+//! holds. It prints figures; it asserts no timings.
 //!
 //! cargo run --release -p flux-reporter --example bench_metrics [N [FILE]]
 //!
-//! With FILE, the text (legacy series on) is also written there, to check it
-//! with another parser.
+//! With FILE, the OpenMetrics body (legacy series on) is also written there,
+//! and the text 0.0.4 body to FILE.004, to check them with other parsers.
 
 // The operator's modules are compiled in here, and only part of them is used.
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flux_reporter_api::FluxReportSpec;
@@ -22,16 +24,42 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "../src/build_info.rs"]
 mod build_info;
-#[path = "../src/metrics.rs"]
+#[path = "../src/metrics/mod.rs"]
 mod metrics;
 #[path = "../src/server.rs"]
 mod server;
 #[path = "../src/watchdog.rs"]
 mod watchdog;
 
-use metrics::{Metrics, MetricsConfig};
+use metrics::{Format, Metrics, MetricsConfig};
 
-const ITERATIONS: usize = 20;
+/// Counts live heap bytes, to weigh what the metric set keeps.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ITERATIONS: usize = 21;
 const KINDS: [(&str, usize); 6] = [
     ("Kustomization", 30),
     ("HelmRelease", 30),
@@ -41,6 +69,7 @@ const KINDS: [(&str, usize); 6] = [
     ("HelmChart", 10),
 ];
 const PROPAGATE: [&str; 2] = ["team", "app.kubernetes.io/part-of"];
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 fn main() {
     let n: usize = std::env::args()
@@ -50,15 +79,19 @@ fn main() {
     let outcome = outcome(n);
     let spec = FluxReportSpec::default();
     println!(
-        "flux-reporter metrics benchmark: {n} objects, {} propagated labels, {ITERATIONS} iterations, median",
+        "flux-reporter metrics benchmark: {n} objects, {} propagated labels, median of {ITERATIONS} runs",
         PROPAGATE.len()
     );
 
     for legacy in [false, true] {
+        let before = LIVE.load(Ordering::Relaxed);
         let m = Arc::new(Metrics::new(MetricsConfig {
             legacy,
             propagate_labels: PROPAGATE.map(String::from).to_vec(),
         }));
+        m.publish(&outcome, &spec);
+        let held = LIVE.load(Ordering::Relaxed) - before;
+
         let publish = median(|| m.publish(&outcome, &spec));
         let mut failed = outcome.clone();
         failed.resource_rows.remove("Kustomization");
@@ -69,37 +102,40 @@ fn main() {
         });
         let kept = median(|| m.publish(&failed, &spec));
         m.publish(&outcome, &spec);
-        let render = median(|| drop(std::hint::black_box(m.render())));
+
+        let encode_om = median(|| drop(std::hint::black_box(m.encode(Format::OpenMetrics))));
+        let encode_text = median(|| drop(std::hint::black_box(m.encode(Format::Text))));
+        let body = m.encode(Format::OpenMetrics).expect("encode");
         if let (true, Some(file)) = (legacy, std::env::args().nth(2)) {
-            std::fs::write(&file, m.render().as_bytes()).expect("write the text");
+            std::fs::write(&file, &body).expect("write the body");
+            let text = m.encode(Format::Text).expect("encode");
+            std::fs::write(format!("{file}.004"), text).expect("write the 0.0.4 body");
         }
-        let (scrape, bytes) = scrape(m.clone());
-        let text = m.render();
-        assert_eq!(bytes, text.len());
-        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        let (get_om, om_bytes) = scrape(m.clone(), PROMETHEUS_ACCEPT);
+        let (get_text, text_bytes) = scrape(m.clone(), "*/*");
+        assert_eq!(om_bytes, body.len());
+        let series = body.lines().filter(|l| !l.starts_with('#')).count();
         println!(
-            "legacy={legacy:<5}  publish {}  publish (one kind kept) {}  render {}  GET /metrics {}  text {:.2} MB, {series} series",
+            "legacy={legacy:<5} {series} series, held {:.2} MiB ({} B/object)\n  \
+             publish {}  publish (one kind kept) {}\n  \
+             scrape (encode) OpenMetrics {}  text 0.0.4 {}\n  \
+             GET /metrics OpenMetrics {} ({:.2} MB)  text 0.0.4 {} ({:.2} MB)",
+            held as f64 / (1024.0 * 1024.0),
+            held / n.max(1) as isize,
             ms(publish),
             ms(kept),
-            ns(render),
-            ms(scrape),
-            text.len() as f64 / 1e6,
+            ms(encode_om),
+            ms(encode_text),
+            ms(get_om),
+            om_bytes as f64 / 1e6,
+            ms(get_text),
+            text_bytes as f64 / 1e6,
         );
     }
-
-    let pc = median(|| drop(std::hint::black_box(prometheus_client_text(&outcome))));
-    println!(
-        "for comparison, prometheus-client Registry + Family build and encode of flux_resource_info alone: {}",
-        ms(pc)
-    );
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn ns(d: Duration) -> String {
-    format!("{} ns", d.as_nanos())
 }
 
 fn median(mut f: impl FnMut()) -> Duration {
@@ -115,7 +151,7 @@ fn median(mut f: impl FnMut()) -> Duration {
 }
 
 /// Median time of a whole `GET /metrics` on a fresh connection, and the body size.
-fn scrape(m: Arc<Metrics>) -> (Duration, usize) {
+fn scrape(m: Arc<Metrics>, accept: &'static str) -> (Duration, usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,9 +169,10 @@ fn scrape(m: Arc<Metrics>) -> (Duration, usize) {
         for _ in 0..ITERATIONS {
             let start = Instant::now();
             let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-                .await
-                .expect("write");
+            let request = format!(
+                "GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).await.expect("write");
             let mut buf = Vec::new();
             s.read_to_end(&mut buf).await.expect("read");
             times.push(start.elapsed());
@@ -148,43 +185,6 @@ fn scrape(m: Arc<Metrics>) -> (Duration, usize) {
         times.sort();
         (times[ITERATIONS / 2], size)
     })
-}
-
-/// What `flux_resource_info` costs through prometheus-client's registry.
-fn prometheus_client_text(outcome: &Outcome) -> String {
-    use prometheus_client::metrics::family::Family;
-    use prometheus_client::metrics::gauge::Gauge;
-    let mut reg = prometheus_client::registry::Registry::default();
-    let family = Family::<Vec<(String, String)>, Gauge>::default();
-    reg.register(
-        "flux_resource_info",
-        "The current status of a Flux resource reconciliation",
-        family.clone(),
-    );
-    for r in outcome.resource_rows.values().flatten() {
-        let mut labels: Vec<(String, String)> = [
-            ("uid", &r.uid),
-            ("kind", &r.kind),
-            ("name", &r.name),
-            ("exported_namespace", &r.exported_namespace),
-            ("ready", &r.ready),
-            ("reason", &r.reason),
-            ("suspended", &r.suspended),
-            ("revision", &r.revision),
-            ("url", &r.url),
-            ("ref", &r.ref_),
-            ("source_name", &r.source_name),
-            ("path", &r.path),
-        ]
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .to_vec();
-        labels.push(("label_team".into(), r.extra[0].clone()));
-        labels.push(("label_app_kubernetes_io_part_of".into(), r.extra[1].clone()));
-        family.get_or_create(&labels).set(1);
-    }
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
-    out
 }
 
 /// N objects over six kinds, with label values of realistic lengths.

@@ -7,14 +7,13 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::watchdog::Watchdog;
 
 /// Listen on `addr` (`host:port`; a Go-style `:port` means every interface).
@@ -46,17 +45,33 @@ pub async fn serve_metrics(
         .await
 }
 
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
-    // The text is shared, not copied: the body holds the Arc.
-    let body = Bytes::from_owner(SharedText(metrics.render()));
-    ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], body).into_response()
-}
-
-struct SharedText(Arc<String>);
-
-impl AsRef<[u8]> for SharedText {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
+/// Serves the format the `Accept` header prefers (see `metrics::Format`).
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let format = Format::negotiate(&accept.join(","));
+    // Encoding 10,000 objects takes milliseconds: off the async workers,
+    // which also run the report loop and renew the Lease.
+    match tokio::task::spawn_blocking(move || metrics.encode(format)).await {
+        Ok(Ok(body)) => (
+            [
+                (header::CONTENT_TYPE, format.content_type()),
+                (header::VARY, "Accept"),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!("cannot encode the metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics\n",
+            )
+                .into_response()
+        }
     }
 }
 
@@ -169,9 +184,15 @@ mod tests {
     }
 
     async fn get(addr: SocketAddr, path: &str) -> Reply {
+        get_with(addr, path, "").await
+    }
+
+    /// `GET` with extra header lines (each ending in `\r\n`).
+    async fn get_with(addr: SocketAddr, path: &str, headers: &str) -> Reply {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n")
+                .as_bytes(),
         )
         .await
         .expect("write");
@@ -222,19 +243,29 @@ mod tests {
         result.expect("serve returns Ok");
     }
 
+    const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
+    fn has_header(reply: &Reply, name: &str, value: &str) -> bool {
+        reply
+            .headers
+            .contains(&format!("\r\n{name}: {}", value.to_ascii_lowercase()))
+    }
+
     #[tokio::test]
-    async fn metrics_endpoint_serves_the_published_text() {
+    async fn metrics_endpoint_serves_the_published_set_in_the_accepted_format() {
         let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
         let server = start_metrics(metrics.clone()).await;
         let addr = server.0;
 
-        let reply = get(addr, "/metrics").await;
+        let reply = get_with(addr, "/metrics", PROMETHEUS_ACCEPT).await;
         assert_eq!(reply.status, 200);
-        assert!(reply.headers.contains(&format!(
-            "content-type: {}",
-            Metrics::CONTENT_TYPE.to_ascii_lowercase()
-        )));
-        assert_eq!(reply.body, *metrics.render());
+        assert!(has_header(
+            &reply,
+            "content-type",
+            Format::OpenMetrics.content_type()
+        ));
+        assert!(has_header(&reply, "vary", "accept"));
+        assert_eq!(reply.body, metrics.encode(Format::OpenMetrics).unwrap());
         assert!(reply.body.starts_with("# HELP flux_reporter_info"));
 
         let mut o = Outcome::default();
@@ -246,20 +277,61 @@ mod tests {
                 ..Default::default()
             }],
         );
+        fail_section(&mut o, "components");
         metrics.publish(&o, &FluxReportSpec::default());
-        let reply = get(addr, "/metrics").await;
+        let reply = get_with(addr, "/metrics", PROMETHEUS_ACCEPT).await;
         assert_eq!(reply.status, 200);
-        assert!(
-            reply
-                .headers
-                .contains(&format!("content-length: {}", reply.body.len()))
-        );
+        assert!(has_header(
+            &reply,
+            "content-length",
+            &reply.body.len().to_string()
+        ));
         assert!(reply.body.contains("name=\"flux-system\""));
+        assert!(reply.body.contains(
+            "# TYPE flux_report_section_errors counter\n\
+             flux_report_section_errors_total{section=\"cluster\"} 0\n"
+        ));
         assert!(reply.body.ends_with("# EOF\n"));
+
+        // curl, older scrapers: text 0.0.4, the same samples.
+        for accept in ["", "Accept: */*\r\n", "Accept: text/plain\r\n"] {
+            let text = get_with(addr, "/metrics", accept).await;
+            assert_eq!(text.status, 200, "{accept:?}");
+            assert!(
+                has_header(&text, "content-type", Format::Text.content_type()),
+                "{accept:?}: {}",
+                text.headers
+            );
+            assert_eq!(text.body, metrics.encode(Format::Text).unwrap());
+            assert!(!text.body.contains("# EOF"));
+            assert!(text.body.contains(
+                "# TYPE flux_report_section_errors_total counter\n\
+                 flux_report_section_errors_total{section=\"cluster\"} 0\n"
+            ));
+            let samples = |body: &str| -> Vec<String> {
+                body.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(String::from)
+                    .collect()
+            };
+            assert_eq!(samples(&text.body), samples(&reply.body));
+        }
 
         assert_eq!(get(addr, "/").await.status, 404);
         assert_eq!(get(addr, "/healthz").await.status, 404);
         stop(server).await;
+    }
+
+    fn fail_section(o: &mut Outcome, section: &str) {
+        let section = flux_reporter_report::Section::ALL
+            .into_iter()
+            .find(|s| s.as_str() == section)
+            .expect("a section");
+        o.failures.push(flux_reporter_report::Failure {
+            section,
+            kind: None,
+            error: "boom".into(),
+        });
     }
 
     #[tokio::test]

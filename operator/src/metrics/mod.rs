@@ -1,0 +1,146 @@
+//! The Prometheus metrics: `flux_resource_info`, `flux_instance_info`, build
+//! info, the report gauges and the opt-in legacy `gotk_*` series, all in one
+//! prometheus-client `Registry` and written by its text encoder.
+//!
+//! Build info is a constant registered family. Everything a report run
+//! produces comes from one registered collector ([`snapshot::Published`])
+//! that encodes the run's [`snapshot::Snapshot`]: the info rows per kind,
+//! held once as `Arc<[…]>`, and the report values. `publish` builds the next
+//! snapshot beside the current one and swaps it in whole, so a scrape sees
+//! either the previous run or the new one, never a half-built set, and a
+//! kind whose list failed keeps its previous rows by sharing them. Before
+//! the first run only build info is served.
+//!
+//! Propagated object labels (`--metrics-labels`) appear as `label_<key>` as
+//! kube-state-metrics names them: every character of the key outside
+//! `[a-zA-Z0-9_]` becomes `_` (`app.kubernetes.io/name` →
+//! `label_app_kubernetes_io_name`), an object without the label gets `""`,
+//! and keys that end up with the same name are all suffixed `_conflict1`,
+//! `_conflict2`, … in configured order.
+
+mod format;
+mod rows;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flux_reporter_api::FluxReportSpec;
+use flux_reporter_report::Outcome;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::build_info;
+pub use format::Format;
+use format::Text004;
+use snapshot::{Published, Snapshot};
+
+/// What to export besides the series the Flux Operator exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Also export `gotk_reconcile_condition` and `gotk_suspend_status`.
+    pub legacy: bool,
+    /// Object label keys copied onto `flux_resource_info` as `label_<key>`,
+    /// in the order of `ResourceRow::extra`.
+    pub propagate_labels: Vec<String>,
+}
+
+/// The metric set, shared by the report loop (`publish`) and the HTTP
+/// server (`encode`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    published: Arc<Published>,
+    /// Serialises publishers, so none builds on a snapshot another replaces.
+    publishing: Mutex<()>,
+    /// Length of the last body encoded.
+    last_len: AtomicUsize,
+}
+
+type BuildInfoLabels = [(&'static str, String); 3];
+
+impl Metrics {
+    pub fn new(config: MetricsConfig) -> Self {
+        let mut registry = Registry::default();
+        let info = build_info::operator_info();
+        let build = Family::<BuildInfoLabels, Gauge>::default();
+        build
+            .get_or_create(&[
+                ("version", info.version),
+                ("api_version", info.api_version),
+                ("platform", info.platform),
+            ])
+            .set(1);
+        // The registry adds the full stop.
+        registry.register(
+            "flux_reporter_info",
+            "The version information of flux-reporter",
+            build,
+        );
+        let published = Arc::new(Published::new(
+            config.legacy,
+            rows::label_names(&config.propagate_labels),
+        ));
+        registry.register_collector(Box::new(published.clone()));
+        Metrics {
+            registry,
+            published,
+            publishing: Mutex::new(()),
+            last_len: AtomicUsize::new(0),
+        }
+    }
+
+    /// After each report run. `spec` is the published spec (last good values
+    /// already merged).
+    pub fn publish(&self, outcome: &Outcome, spec: &FluxReportSpec) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        self.publish_at(outcome, spec, now);
+    }
+
+    fn publish_at(&self, outcome: &Outcome, spec: &FluxReportSpec, now: f64) {
+        let _serial = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = self.published.load();
+        let next = Snapshot::next(
+            previous.as_deref(),
+            outcome,
+            spec,
+            now,
+            self.published.labels(),
+        );
+        // Scrapes that took `previous` finish with it; it is freed after.
+        drop(previous);
+        self.published.store(next);
+    }
+
+    /// The exposition of the current metric set in `format`. The error is
+    /// prometheus-client's (a collector or writer failing), not expected
+    /// from the in-memory writers used here.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+        // Sized from the last body, so a 10,000-series body is not regrown
+        // a dozen times.
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(hint + hint / 16 + 1024);
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)?
+            }
+            Format::Text => {
+                let mut text = Text004::new(&mut out);
+                prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+                text.finish();
+            }
+        }
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        Ok(out)
+    }
+}
