@@ -1,6 +1,8 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, following client-go's `leaderelection`
 //! package: optimistic writes with the resourceVersion we read, expiry judged by when we saw the
 //! record change (never by the remote clock), and release on shutdown.
+//! Why not the kube-lease-manager crate: docs/design.md, "Leader election", and the tests in
+//! `leader/vs_kube_lease_manager.rs`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -483,6 +485,9 @@ fn now() -> MicroTime {
     let now = Timestamp::now();
     MicroTime(Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now))
 }
+
+#[cfg(test)]
+mod vs_kube_lease_manager;
 
 #[cfg(test)]
 mod tests {
