@@ -35,6 +35,8 @@ pub struct OperatorOpts {
     /// Run under the project's own RBAC (`config/rbac`, a ServiceAccount token) on a real
     /// cluster. Default: `E2E_RBAC=1`. Ignored on the double, which authorizes everything.
     pub project_rbac: Option<bool>,
+    /// More arguments of `flux-reporter run` (e.g. `--legacy-metrics`).
+    pub extra_args: Vec<String>,
 }
 
 impl OperatorOpts {
@@ -44,7 +46,13 @@ impl OperatorOpts {
             leader_elect: false,
             pod_name: "flux-reporter-e2e".into(),
             project_rbac: None,
+            extra_args: Vec::new(),
         }
+    }
+
+    pub fn arg(mut self, arg: &str) -> OperatorOpts {
+        self.extra_args.push(arg.to_string());
+        self
     }
 
     pub fn leader_elect(mut self, pod_name: &str) -> OperatorOpts {
@@ -104,6 +112,7 @@ impl Operator {
         if opts.leader_elect {
             cmd.arg("--leader-elect");
         }
+        cmd.args(&opts.extra_args);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
