@@ -121,7 +121,10 @@ fn prometheus_rule_is_generated_from_the_rules_file() {
 #[test]
 fn promtool_checks_the_rules_and_passes_their_unit_tests() {
     let promtool = tool("promtool");
-    let out = run(Command::new(&promtool).arg("check").arg("rules").arg(rules_file()));
+    let out = run(Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(rules_file()));
     assert!(out.contains("SUCCESS"), "{out}");
     let out = run(Command::new(&promtool)
         .current_dir(monitoring("prometheus"))
@@ -204,10 +207,7 @@ fn every_alert_has_severity_summary_description_and_a_runbook_section() {
             "kubectl",
             "flux-reporter check",
         ] {
-            assert!(
-                section.contains(must),
-                "runbook of {name} lacks {must:?}"
-            );
+            assert!(section.contains(must), "runbook of {name} lacks {must:?}");
         }
     }
     let extra: Vec<&String> = sections.keys().filter(|s| !names.contains(*s)).collect();
@@ -228,7 +228,10 @@ fn alertmanager_example_is_valid_and_routes_by_severity() {
             ["alertname=FluxObjectNotReady", "severity=warning"],
             "flux-chat",
         ),
-        (["alertname=FluxObjectSuspended", "severity=info"], "default"),
+        (
+            ["alertname=FluxObjectSuspended", "severity=info"],
+            "default",
+        ),
     ] {
         let out = run(Command::new(&amtool)
             .args(["config", "routes", "test"])
@@ -254,23 +257,33 @@ fn dashboards() -> Vec<(String, Value)> {
 #[test]
 fn dashboards_have_a_datasource_variable_uid_tags_and_links_to_each_other() {
     let boards = dashboards();
-    let uids: BTreeSet<&str> = boards.iter().map(|(_, d)| d["uid"].as_str().unwrap()).collect();
+    let uids: BTreeSet<&str> = boards
+        .iter()
+        .map(|(_, d)| d["uid"].as_str().unwrap())
+        .collect();
     assert_eq!(uids.len(), boards.len(), "dashboard uids are unique");
     for (file, d) in &boards {
         assert!(
-            d["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "flux")),
+            d["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "flux")),
             "{file}: tags"
         );
         let vars = d["templating"]["list"].as_array().expect("templating");
         assert!(
-            vars.iter()
-                .any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+            vars.iter().any(|v| v["name"] == "datasource"
+                && v["type"] == "datasource"
+                && v["query"] == "prometheus"),
             "{file}: no datasource variable"
         );
         let panels = d["panels"].as_array().expect("panels");
         assert!(!panels.is_empty());
         for p in panels {
-            assert_eq!(p["datasource"]["uid"], "${datasource}", "{file}: {}", p["title"]);
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{file}: {}",
+                p["title"]
+            );
             let targets = p["targets"].as_array().expect("targets");
             assert!(!targets.is_empty(), "{file}: {} has no query", p["title"]);
             for t in targets {
@@ -281,7 +294,10 @@ fn dashboards_have_a_datasource_variable_uid_tags_and_links_to_each_other() {
         // Each links to the others.
         let text = d.to_string();
         for other in uids.iter().filter(|u| **u != d["uid"]) {
-            assert!(text.contains(&format!("/d/{other}/")), "{file} does not link {other}");
+            assert!(
+                text.contains(&format!("/d/{other}/")),
+                "{file} does not link {other}"
+            );
         }
     }
 }
@@ -306,7 +322,12 @@ async fn kustomize_renders_objects_the_api_server_accepts_with_the_prometheus_op
     let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert_eq!(
         kinds,
-        BTreeSet::from(["ConfigMap", "PodMonitor", "PrometheusRule", "ServiceMonitor"])
+        BTreeSet::from([
+            "ConfigMap",
+            "PodMonitor",
+            "PrometheusRule",
+            "ServiceMonitor"
+        ])
     );
     for d in &docs {
         assert_eq!(d["metadata"]["namespace"], "flux-system", "{}", d["kind"]);
@@ -324,7 +345,9 @@ async fn kustomize_renders_objects_the_api_server_accepts_with_the_prometheus_op
 
     // A real API server validates these against the CRD schemas; the double does the same
     // checks (types, enums, patterns, required, unknown fields with strict validation).
-    let server = ApiServer::start().await.expect("start the API server double");
+    let server = ApiServer::start()
+        .await
+        .expect("start the API server double");
     let crds = root().join("e2e/tests/fixtures/prometheus-operator-crds");
     for name in ["servicemonitors", "podmonitors", "prometheusrules"] {
         let crd = yaml(&crds.join(format!("monitoring.coreos.com_{name}.yaml")));

@@ -50,11 +50,6 @@ impl OperatorOpts {
         }
     }
 
-    pub fn arg(mut self, arg: &str) -> OperatorOpts {
-        self.extra_args.push(arg.to_string());
-        self
-    }
-
     pub fn leader_elect(mut self, pod_name: &str) -> OperatorOpts {
         self.leader_elect = true;
         self.pod_name = pod_name.to_string();
