@@ -4,7 +4,8 @@
 //! shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
 //! API, the key panels give the fixture's values; the not-ready alert fires for the failing
 //! Kustomization, a real Alertmanager with the example route delivers it to a local webhook, and
-//! the resolved notification follows once the Kustomization recovers. The queries people write
+//! the resolved notification follows once the Kustomization recovers; with kustomize-controller
+//! down, the controller's alert pages and the Kustomization's is inhibited. The queries people write
 //! today (`fixtures/seed-queries.yaml`) are evaluated too.
 //!
 //! Needs `prometheus` and `prometheus-alertmanager` (Debian; `.ci/run` installs them) and the
@@ -90,6 +91,40 @@ async fn wait_ready(addr: std::net::SocketAddr, what: &str) {
         ensure(code == 200, || format!("{code} {body}"))
     })
     .await;
+}
+
+/// `GET path` accepting JSON (Alertmanager's API refuses `text/plain`): status and body.
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line: {head:?}"))?;
+        Ok((code, body.to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("GET {path} on {addr} timed out"))?
 }
 
 /// An instant query: the result vector, or the API's error (a parse error, for instance).
@@ -319,10 +354,11 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
     assert!(quiet.is_empty(), "{quiet:?}");
 
     // infra recovers: the alert resolves and the resolved notification follows.
-    let mut infra = documents(&fixture("flux-objects.yaml"), &[("NAMESPACE", &ns)])
+    let broken_infra = documents(&fixture("flux-objects.yaml"), &[("NAMESPACE", &ns)])
         .into_iter()
         .find(|d| d["kind"] == "Kustomization" && d["metadata"]["name"] == "infra")
         .expect("infra in the fixtures");
+    let mut infra = broken_infra.clone();
     infra["status"]["conditions"] = json!([{
         "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
         "message": "Applied revision: refs/heads/main@sha1:4b1d9c0a2f3e5d6c7b8a9f0e1d2c3b4a5f6e7d8c",
@@ -345,6 +381,61 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
     .await
     .unwrap();
     assert!(firing.is_empty(), "still pending or firing: {firing:?}");
+
+    // kustomize-controller down and infra failing again: the controller pages, and the
+    // Kustomization's alert is held back by the example's inhibition.
+    env.set_component_ready("kustomize-controller", false).await;
+    env.apply(broken_infra).await;
+    let post = eventually("the component alert paged", WAIT, || async move {
+        let posts = webhook.posts();
+        let found = deliveries(
+            &posts,
+            "FluxComponentNotReady",
+            "kustomize-controller",
+            "firing",
+        );
+        ensure(!found.is_empty(), || format!("{} posts", posts.len()))?;
+        Ok(found[0].clone())
+    })
+    .await;
+    assert_eq!(
+        post["receiver"], "flux-pager",
+        "a critical alert goes to the pager"
+    );
+    eventually(
+        "infra's alert inhibited in Alertmanager",
+        WAIT,
+        || async move {
+            let (code, body) = get_json(am_addr, "/api/v2/alerts").await?;
+            let alerts: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}"))?;
+            let infra = alerts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| {
+                    a["labels"]["alertname"] == "FluxObjectNotReady"
+                        && a["labels"]["name"] == "infra"
+                })
+                .ok_or_else(|| {
+                    format!("no FluxObjectNotReady for infra in Alertmanager yet: {alerts:#}")
+                })?;
+            ensure(
+                infra["status"]["state"] == "suppressed"
+                    && infra["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty()),
+                || format!("{:#}", infra["status"]),
+            )
+        },
+    )
+    .await;
+    let posts = webhook.posts();
+    let refired = deliveries(&posts, "FluxObjectNotReady", "infra", "firing");
+    assert_eq!(
+        refired.len(),
+        1,
+        "only the first firing was delivered: {refired:#?}"
+    );
 }
 
 /// Every panel expression and variable query of both dashboards parses and runs; the key panels
