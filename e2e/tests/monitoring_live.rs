@@ -1,0 +1,582 @@
+//! Monitoring proven with the real programs: the operator runs against the API server double
+//! with the e2e fixtures (and `--legacy-metrics`); a real Prometheus on loopback scrapes it with
+//! the shipped ServiceMonitor's settings and loads the shipped rules (a test copy with `for:`
+//! shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
+//! API, the key panels give the fixture's values; the not-ready alert fires for the failing
+//! Kustomization, a real Alertmanager with the example route delivers it to a local webhook, and
+//! the resolved notification follows once the Kustomization recovers; with kustomize-controller
+//! down, the controller's alert pages and the Kustomization's is inhibited. The queries people write
+//! today (`fixtures/seed-queries.yaml`) are evaluated too.
+//!
+//! Needs `prometheus` and `prometheus-alertmanager` (Debian; `.ci/run` installs them) and the
+//! binary (`cargo build -p flux-reporter`).
+
+// Each test binary uses a part of the shared harness.
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::env::{documents, fixture};
+use common::process::free_addr;
+use common::prom::http_get;
+use common::receiver::Receiver;
+use common::{Env, OperatorOpts, ensure, eventually};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn yaml(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+fn program(name: &str) -> PathBuf {
+    let p = Path::new("/usr/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is not installed: apt-get install prometheus prometheus-alertmanager (.ci/run does it)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed on drop; its log is printed when the test panics.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &'static str, cmd: &mut Command, dir: &Path) -> Daemon {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).expect("create a log");
+        let err = out.try_clone().expect("clone the log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Daemon { name, child, log }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("----- {} log -----\n{}\n-----", self.name, tail.join("\n"));
+        }
+    }
+}
+
+async fn wait_ready(addr: std::net::SocketAddr, what: &str) {
+    eventually(what, WAIT, || async move {
+        let (code, body) = http_get(addr, "/-/ready").await?;
+        ensure(code == 200, || format!("{code} {body}"))
+    })
+    .await;
+}
+
+/// `GET path` accepting JSON (Alertmanager's API refuses `text/plain`): status and body.
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line: {head:?}"))?;
+        Ok((code, body.to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("GET {path} on {addr} timed out"))?
+}
+
+/// An instant query: the result vector, or the API's error (a parse error, for instance).
+async fn query(prom: std::net::SocketAddr, expr: &str) -> Result<Vec<Value>, String> {
+    let q: String = form_urlencoded::byte_serialize(expr.as_bytes()).collect();
+    let (code, body) = http_get(prom, &format!("/api/v1/query?query={q}")).await?;
+    let doc: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+    if doc["status"] != "success" {
+        return Err(format!("{expr}: {code} {}", doc["error"]));
+    }
+    Ok(doc["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// A dashboard expression with Grafana's variables set as a person viewing the fixture would.
+fn substitute(expr: &str, ns: &str) -> String {
+    let out = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$kind", "Kustomization")
+        .replace("$namespace", ns);
+    assert!(
+        !out.contains('$'),
+        "a variable the test does not set: {expr}"
+    );
+    out
+}
+
+/// `label_values(selector, label)` (a Grafana function, not PromQL) as the query Grafana runs.
+fn label_values_query(def: &str) -> String {
+    let inner = def
+        .strip_prefix("label_values(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(...): {def}"));
+    let (selector, label) = inner
+        .rsplit_once(',')
+        .expect("label_values(selector, label)");
+    format!("group by ({}) ({})", label.trim(), selector.trim())
+}
+
+/// The alert rules with every `for:` shortened to 2s (the test copy).
+fn fast_rules() -> Value {
+    let mut rules = yaml(&root().join("config/monitoring/prometheus/flux-reporter.rules.yaml"));
+    for g in rules["groups"].as_array_mut().expect("groups") {
+        for r in g["rules"].as_array_mut().expect("rules") {
+            if r.get("for").is_some() {
+                r["for"] = json!("2s");
+            }
+        }
+    }
+    rules
+}
+
+/// The example Alertmanager configuration, unchanged but for the receivers (each a webhook to
+/// the local receiver; the payload names the receiver) and the timers (seconds, not minutes).
+fn test_alertmanager_config(webhook: &str) -> Value {
+    let mut am = yaml(&root().join("config/monitoring/alertmanager/alertmanager.yaml"));
+    am["route"]["group_wait"] = json!("1s");
+    am["route"]["group_interval"] = json!("1s");
+    for r in am["receivers"].as_array_mut().expect("receivers") {
+        let name = r["name"].clone();
+        *r = json!({"name": name, "webhook_configs": [{"url": webhook, "send_resolved": true}]});
+    }
+    am
+}
+
+/// The webhook deliveries of `alertname` for the object `name` with this status.
+fn deliveries<'a>(posts: &'a [Value], alertname: &str, name: &str, status: &str) -> Vec<&'a Value> {
+    posts
+        .iter()
+        .filter(|p| {
+            p["status"] == status
+                && p["alerts"].as_array().into_iter().flatten().any(|a| {
+                    a["labels"]["alertname"] == alertname
+                        && a["labels"]["name"] == name
+                        && a["status"] == status
+                })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resolved() {
+    let env = Env::with_flux("monitoring_live").await;
+    let ns = env.ns.clone();
+    let mut opts = OperatorOpts::every("1s");
+    opts.args.push("--legacy-metrics".into());
+    let op = env.start_operator(opts).await;
+    let webhook = Receiver::start().await;
+
+    // Alertmanager with the example route.
+    let am_addr = free_addr();
+    let am_config = env.dir.join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        test_alertmanager_config(&webhook.url()).to_string(),
+    )
+    .unwrap();
+    let _am = Daemon::spawn(
+        "alertmanager",
+        Command::new(program("prometheus-alertmanager"))
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!("--storage.path={}", env.dir.join("am").display()))
+            .arg(format!("--web.listen-address={am_addr}"))
+            .arg("--cluster.listen-address="),
+        &env.dir,
+    );
+
+    // Prometheus with the ServiceMonitor's endpoint settings (interval shortened) and the rules.
+    let sm = yaml(&root().join("config/monitoring/servicemonitor.yaml"));
+    let endpoint = &sm["spec"]["endpoints"][0];
+    let rules = env.dir.join("rules.yml");
+    std::fs::write(&rules, fast_rules().to_string()).unwrap();
+    let prom_config = json!({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [rules],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am_addr.to_string()]}]}]},
+        "scrape_configs": [{
+            // The Prometheus Operator names the job after the Service.
+            "job_name": sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+            "metrics_path": endpoint["path"],
+            "honor_labels": endpoint["honorLabels"],
+            "scrape_timeout": "1s",
+            // The labels the Prometheus Operator's Kubernetes discovery would add.
+            "static_configs": [{"targets": [op.metrics_addr.to_string()],
+                                "labels": {"namespace": ns, "pod": "flux-reporter-e2e"}}],
+        }],
+    });
+    let prom_file = env.dir.join("prometheus.yml");
+    std::fs::write(&prom_file, prom_config.to_string()).unwrap();
+    let prom = free_addr();
+    let _prometheus = Daemon::spawn(
+        "prometheus",
+        Command::new(program("prometheus"))
+            .arg(format!("--config.file={}", prom_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                env.dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={prom}")),
+        &env.dir,
+    );
+    wait_ready(am_addr, "Alertmanager ready").await;
+    wait_ready(prom, "Prometheus ready").await;
+
+    // Scraped, with the fixture's twelve objects and the legacy series keeping `namespace`.
+    eventually("the scrape of the fixtures", WAIT, || async {
+        op.assert_alive();
+        let up = query(prom, r#"up{job="flux-reporter"} == 1"#).await?;
+        ensure(up.len() == 1, || format!("up: {up:?}"))?;
+        let objects = query(
+            prom,
+            &format!(r#"flux_resource_info{{exported_namespace="{ns}"}}"#),
+        )
+        .await?;
+        ensure(objects.len() == 12, || format!("{} objects", objects.len()))?;
+        let legacy = query(
+            prom,
+            &format!(r#"gotk_suspend_status{{namespace="{ns}"}} == 1"#),
+        )
+        .await?;
+        ensure(legacy.len() == 2, || format!("suspended: {legacy:?}"))
+    })
+    .await;
+
+    check_dashboards(prom, &ns).await;
+    check_seed_queries(prom).await;
+
+    // The failing Kustomization `infra`: firing in Prometheus, then delivered to the chat route.
+    eventually("FluxObjectNotReady firing for infra", WAIT, || async {
+        let firing = query(
+            prom,
+            r#"ALERTS{alertname="FluxObjectNotReady", alertstate="firing", name="infra"}"#,
+        )
+        .await?;
+        ensure(firing.len() == 1, || format!("{firing:?}"))
+    })
+    .await;
+    let webhook = &webhook;
+    let post = eventually("the firing notification", WAIT, || async move {
+        let posts = webhook.posts();
+        let found = deliveries(&posts, "FluxObjectNotReady", "infra", "firing");
+        ensure(!found.is_empty(), || {
+            format!("{} posts: {posts:#?}", posts.len())
+        })?;
+        Ok(found[0].clone())
+    })
+    .await;
+    assert_eq!(
+        post["receiver"], "flux-chat",
+        "a warning goes to the chat route"
+    );
+    assert_eq!(
+        post["groupLabels"],
+        json!({"alertname": "FluxObjectNotReady", "namespace": ns})
+    );
+    let alert = &post["alerts"][0];
+    assert_eq!(
+        alert["labels"],
+        json!({"alertname": "FluxObjectNotReady", "severity": "warning", "kind": "Kustomization",
+               "name": "infra", "namespace": ns, "exported_namespace": ns,
+               "reason": "ReconciliationFailed"})
+    );
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://github.com/flux-reporter/flux-reporter/blob/main/docs/runbooks.md#fluxobjectnotready"
+    );
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("Kustomization {ns}/infra is not ready (ReconciliationFailed)")
+    );
+    // Waiting on a dependency and suspended objects raise nothing.
+    let quiet = query(
+        prom,
+        r#"ALERTS{alertname="FluxObjectNotReady", name=~"apps|redis"}"#,
+    )
+    .await
+    .unwrap();
+    assert!(quiet.is_empty(), "{quiet:?}");
+
+    // infra recovers: the alert resolves and the resolved notification follows.
+    let broken_infra = documents(&fixture("flux-objects.yaml"), &[("NAMESPACE", &ns)])
+        .into_iter()
+        .find(|d| d["kind"] == "Kustomization" && d["metadata"]["name"] == "infra")
+        .expect("infra in the fixtures");
+    let mut infra = broken_infra.clone();
+    infra["status"]["conditions"] = json!([{
+        "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+        "message": "Applied revision: refs/heads/main@sha1:4b1d9c0a2f3e5d6c7b8a9f0e1d2c3b4a5f6e7d8c",
+        "lastTransitionTime": "2026-11-21T15:00:00Z", "observedGeneration": 1,
+    }]);
+    env.apply(infra).await;
+    eventually("the resolved notification", WAIT, || async move {
+        let posts = webhook.posts();
+        let found = deliveries(&posts, "FluxObjectNotReady", "infra", "resolved");
+        ensure(!found.is_empty(), || format!("{} posts", posts.len()))?;
+        ensure(found[0]["receiver"] == "flux-chat", || {
+            format!("{:#}", found[0])
+        })
+    })
+    .await;
+    let firing = query(
+        prom,
+        r#"ALERTS{alertname="FluxObjectNotReady", name="infra"}"#,
+    )
+    .await
+    .unwrap();
+    assert!(firing.is_empty(), "still pending or firing: {firing:?}");
+
+    // kustomize-controller down and infra failing again: the controller pages, and the
+    // Kustomization's alert is held back by the example's inhibition.
+    env.set_component_ready("kustomize-controller", false).await;
+    env.apply(broken_infra).await;
+    let post = eventually("the component alert paged", WAIT, || async move {
+        let posts = webhook.posts();
+        let found = deliveries(
+            &posts,
+            "FluxComponentNotReady",
+            "kustomize-controller",
+            "firing",
+        );
+        ensure(!found.is_empty(), || format!("{} posts", posts.len()))?;
+        Ok(found[0].clone())
+    })
+    .await;
+    assert_eq!(
+        post["receiver"], "flux-pager",
+        "a critical alert goes to the pager"
+    );
+    eventually(
+        "infra's alert inhibited in Alertmanager",
+        WAIT,
+        || async move {
+            let (code, body) = get_json(am_addr, "/api/v2/alerts").await?;
+            let alerts: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}"))?;
+            let infra = alerts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| {
+                    a["labels"]["alertname"] == "FluxObjectNotReady"
+                        && a["labels"]["name"] == "infra"
+                })
+                .ok_or_else(|| {
+                    format!("no FluxObjectNotReady for infra in Alertmanager yet: {alerts:#}")
+                })?;
+            ensure(
+                infra["status"]["state"] == "suppressed"
+                    && infra["status"]["inhibitedBy"]
+                        .as_array()
+                        .is_some_and(|v| !v.is_empty()),
+                || format!("{:#}", infra["status"]),
+            )
+        },
+    )
+    .await;
+    let posts = webhook.posts();
+    let refired = deliveries(&posts, "FluxObjectNotReady", "infra", "firing");
+    assert_eq!(
+        refired.len(),
+        1,
+        "only the first firing was delivered: {refired:#?}"
+    );
+}
+
+/// Every panel expression and variable query of both dashboards parses and runs; the key panels
+/// show the fixture.
+async fn check_dashboards(prom: std::net::SocketAddr, ns: &str) {
+    let mut results = std::collections::BTreeMap::new();
+    for file in ["flux-overview.json", "flux-kind.json"] {
+        let path = root().join("config/monitoring/dashboards").join(file);
+        let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for v in board["templating"]["list"].as_array().unwrap() {
+            if let Some(def) = v["definition"].as_str() {
+                let rows = query(prom, &substitute(&label_values_query(def), ns))
+                    .await
+                    .unwrap_or_else(|e| panic!("{file} variable {}: {e}", v["name"]));
+                assert!(
+                    !rows.is_empty(),
+                    "{file} variable {} has no values",
+                    v["name"]
+                );
+            }
+        }
+        for panel in board["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().unwrap() {
+                let expr = substitute(t["expr"].as_str().unwrap(), ns);
+                let rows = query(prom, &expr)
+                    .await
+                    .unwrap_or_else(|e| panic!("{file} panel {}: {e}", panel["title"]));
+                let key = format!(
+                    "{}/{}",
+                    panel["title"].as_str().unwrap(),
+                    t["refId"].as_str().unwrap()
+                );
+                results.insert(key, rows);
+            }
+        }
+    }
+    let one = |key: &str| -> f64 {
+        let rows = &results[key];
+        assert_eq!(rows.len(), 1, "{key}: {rows:?}");
+        value(&rows[0])
+    };
+    let by = |key: &str, label: &str| -> Vec<(String, f64)> {
+        results[key]
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"][label].as_str().unwrap_or_default().to_string(),
+                    value(r),
+                )
+            })
+            .collect()
+    };
+    // See fixtures/flux-objects.yaml: broken GitRepository and infra Kustomization fail.
+    assert_eq!(one("Failing Flux objects/A"), 2.0);
+    assert_eq!(one("Components not ready/A"), 0.0);
+    assert_eq!(one("Cluster sync ready/A"), 1.0);
+    assert_eq!(one("FluxInstance ready/A"), 1.0);
+    assert!(one("Report age/A") < 30.0, "{:?}", results["Report age/A"]);
+    let running = by("Reconcilers per kind/A", "kind");
+    assert!(
+        running.contains(&("Kustomization".into(), 3.0)),
+        "{running:?}"
+    );
+    assert!(
+        running.contains(&("GitRepository".into(), 3.0)),
+        "{running:?}"
+    );
+    let failing: BTreeSet<(String, String)> = results["Failing resources/A"]
+        .iter()
+        .map(|r| {
+            let m = &r["metric"];
+            (
+                m["kind"].as_str().unwrap().into(),
+                m["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failing,
+        BTreeSet::from([
+            ("GitRepository".into(), "broken".into()),
+            ("Kustomization".into(), "infra".into())
+        ])
+    );
+    let storage = by("Artifact storage/A", "kind");
+    assert!(
+        storage.contains(&("GitRepository".into(), 3072.0)),
+        "{storage:?}"
+    );
+    assert!(
+        storage.contains(&("OCIRepository".into(), 512.0)),
+        "{storage:?}"
+    );
+    assert_eq!(results["Components/A"].len(), 4);
+    assert_eq!(
+        by("Cluster sync/A", "id"),
+        vec![(format!("kustomization/{ns}"), 1.0)]
+    );
+    assert_eq!(
+        results["$kind objects/A"].len(),
+        3,
+        "the three Kustomizations"
+    );
+    assert_eq!(one("Failing/A"), 1.0);
+}
+
+/// The queries of `fixtures/seed-queries.yaml`: those said to work give what they say on the
+/// fixture; the replacements too, and the README shows each replacement and each dead end.
+async fn check_seed_queries(prom: std::net::SocketAddr) {
+    let list = yaml(&root().join("e2e/tests/fixtures/seed-queries.yaml"));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for q in list["queries"].as_array().unwrap() {
+        let text = q["query"].as_str().unwrap();
+        let status = q["status"].as_str().unwrap();
+        let expr = match status {
+            "works" => text,
+            "controllers" => {
+                query(prom, text)
+                    .await
+                    .unwrap_or_else(|e| panic!("{text}: {e}"));
+                continue;
+            }
+            "replaced" => {
+                let r = q["replacement"].as_str().unwrap();
+                assert!(readme.contains(r), "README lacks the replacement {r}");
+                r
+            }
+            "none" => {
+                assert!(q["why"].as_str().is_some_and(|w| !w.is_empty()), "{text}");
+                assert!(readme.contains(text), "README lacks {text}");
+                continue;
+            }
+            other => panic!("{text}: status {other}"),
+        };
+        let rows = query(prom, expr)
+            .await
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        match q["fixture"].as_str() {
+            Some("nonempty") => assert!(!rows.is_empty(), "{expr} gives nothing"),
+            Some("empty") => assert!(rows.is_empty(), "{expr} gives {rows:?}"),
+            other => panic!("{text}: fixture {other:?}"),
+        }
+    }
+}
