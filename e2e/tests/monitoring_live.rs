@@ -382,10 +382,11 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
     .unwrap();
     assert!(firing.is_empty(), "still pending or firing: {firing:?}");
 
-    // kustomize-controller down and infra failing again: the controller pages, and the
-    // Kustomization's alert is held back by the example's inhibition.
+    // kustomize-controller down, then infra failing again: the controller pages, and the
+    // Kustomization's alert is held back by the example's inhibition. (The controller alert is
+    // waited for first: the two rule groups are evaluated independently, so breaking both at
+    // once would race the inhibition source against its target.)
     env.set_component_ready("kustomize-controller", false).await;
-    env.apply(broken_infra).await;
     let post = eventually("the component alert paged", WAIT, || async move {
         let posts = webhook.posts();
         let found = deliveries(
@@ -402,6 +403,7 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         post["receiver"], "flux-pager",
         "a critical alert goes to the pager"
     );
+    env.apply(broken_infra).await;
     eventually(
         "infra's alert inhibited in Alertmanager",
         WAIT,
