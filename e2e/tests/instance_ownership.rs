@@ -303,3 +303,35 @@ async fn a_status_written_by_the_flux_operator_manager_makes_the_instance_read_o
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_does_not_run_again_on_its_own_writes() {
+    let env = Env::with_flux("the_operator_does_not_run_again_on_its_own_writes").await;
+    let env = &env;
+    let op = env.start_operator(OperatorOpts::every("1h")).await;
+    eventually(
+        "the FluxInstance status written by flux-reporter",
+        soon(env),
+        || async move {
+            let i = env.instance().await.ok_or("no FluxInstance")?;
+            ensure(
+                status_managers(&i).iter().any(|m| m == "flux-reporter"),
+                || format!("status managers: {:?}", status_managers(&i)),
+            )
+        },
+    )
+    .await;
+    // The report, its status and the FluxInstance status are written; none of those writes
+    // (nor the watches reopening) may start another run.
+    let settled = op.runs().len();
+    tokio::time::sleep(Duration::from_secs(if env.real { 20 } else { 8 })).await;
+    op.assert_alive();
+    assert_eq!(op.runs().len(), settled, "{:#?}", op.runs());
+    assert_eq!(settled, 1, "one run at start: {:#?}", op.runs());
+
+    // An annotation change is a request: exactly one more run.
+    request_run(env, "2026-12-01T00:00:09Z").await;
+    more_runs(env, &op, 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(op.runs().len(), settled + 1, "{:#?}", op.runs());
+}

@@ -163,9 +163,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         notifications_disabled: args.notifications_disabled,
         reporting_instance: pod_name(),
         leader: leader_rx,
+        shutdown: shutdown_rx.clone(),
     };
 
-    let mut loop_task = tokio::spawn(controller::run(ctx, shutdown_rx.clone()));
+    let mut loop_task = tokio::spawn(controller::run(ctx));
     let mut metrics_server = metrics_server;
     let mut health_server = health_server;
     // A server that stops (it cannot serve) ends the process with its error.

@@ -1,0 +1,361 @@
+//! The declared installation: who owns the FluxInstance, its verification
+//! against the report, its status, and the events (and notifications) on
+//! health transitions. With no FluxInstance, events about the installation go
+//! to the FluxReport.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flux_reporter_api::condition::{self, Condition, ConditionStatus};
+use flux_reporter_api::constants::*;
+use flux_reporter_api::fluxinstance::FluxInstanceStatus;
+use flux_reporter_api::{FluxInstance, FluxReport, FluxReportSpec};
+use flux_reporter_report::Outcome;
+use flux_reporter_report::health::{self, Verdict};
+use flux_reporter_report::instance::{self, Verification};
+use flux_reporter_report::source::error_chain;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Patch;
+use kube::{Api, ResourceExt};
+
+use super::plan::annotation;
+use super::singleton::{apply_body, apply_params};
+use super::{Context, State};
+use crate::events::{EventKind, EventSink, Target};
+use crate::notifier::{self, Notifier, NotifierConfig};
+use crate::transitions::{self, HealthState, Previous, Severity};
+
+/// The Flux Operator, when it owns this FluxInstance: its finalizer
+/// (`fluxcd.controlplane.io/…`) or a managed-fields entry of its field
+/// manager `flux-operator`. Nobody else counts as an owner: a status written by
+/// `kubectl patch`, a restore tool or a script is not a controller, and our
+/// forced server-side apply takes those fields over.
+pub fn flux_operator_owner(instance: &FluxInstance) -> Option<String> {
+    if let Some(f) = instance
+        .finalizers()
+        .iter()
+        .find(|f| f.starts_with(FLUX_OPERATOR_FINALIZER_PREFIX))
+    {
+        return Some(format!("the Flux Operator (finalizer {f})"));
+    }
+    instance
+        .managed_fields()
+        .iter()
+        .any(|m| m.manager.as_deref() == Some(FLUX_OPERATOR_MANAGER))
+        .then(|| format!("the Flux Operator (field manager {FLUX_OPERATOR_MANAGER})"))
+}
+
+/// The note carried by the FluxReport's Ready message while the Flux
+/// Operator owns the FluxInstance, and logged once at info level.
+pub fn owned_note(owner: &str) -> String {
+    format!(
+        "FluxInstance {SINGLETON_NAME} is managed by {owner}: flux-reporter only reads it \
+         (no status writes, no events, no notifications)"
+    )
+}
+
+/// Verify the FluxInstance, write its status and emit transition events; with
+/// no FluxInstance, events about the installation go to the FluxReport.
+pub async fn handle_instance(
+    ctx: &Context,
+    state: &mut State,
+    report: &FluxReport,
+    instance: Option<FluxInstance>,
+    owned_by_flux_operator: bool,
+    spec: &FluxReportSpec,
+    outcome: &Outcome,
+) {
+    let domain = instance
+        .as_ref()
+        .and_then(|i| i.spec.cluster.as_ref())
+        .and_then(|c| c.domain.clone())
+        .unwrap_or_else(|| "cluster.local".into());
+    ensure_notifier(ctx, state, spec, &domain);
+    let Some(instance) = instance else {
+        // No declaration: judge the installation by what the report sees.
+        let now = report_health(spec, outcome);
+        let previous = state
+            .health
+            .clone()
+            .map(Previous::Seen)
+            .unwrap_or(Previous::Unknown);
+        emit_transitions(state, &Target::from_object(report), &previous, &now).await;
+        state.health = Some(now);
+        return;
+    };
+    if owned_by_flux_operator {
+        state.health = None;
+        return;
+    }
+    let verification = instance::verify(&instance.spec, spec, outcome);
+    let now = instance_health(&verification, spec);
+    let previous = match &state.health {
+        Some(h) => Previous::Seen(h.clone()),
+        None => persisted(&instance),
+    };
+    if let Err(e) = write_instance_status(ctx, &instance, &verification).await {
+        tracing::error!(error = %error_chain(&e), "cannot write the FluxInstance status");
+    }
+    emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
+    state.health = Some(now);
+}
+
+fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec, domain: &str) {
+    if state.notifier.is_some() || ctx.notifications_disabled {
+        return;
+    }
+    let present = spec
+        .components
+        .iter()
+        .any(|c| c.name == "notification-controller");
+    if let Some(address) = notifier::derive_address(
+        &ctx.namespace,
+        domain,
+        present,
+        &ctx.events_addr,
+        ctx.notifications_disabled,
+    ) {
+        state.set_notifier(ctx, address);
+    }
+}
+
+impl State {
+    /// Log once when the Flux Operator starts or stops owning the FluxInstance.
+    pub(super) fn note_owner(&mut self, owner: Option<&str>) {
+        if self.instance_owner.as_deref() == owner {
+            return;
+        }
+        match owner {
+            Some(o) => tracing::info!(owner = %o, "{}", owned_note(o)),
+            None if self.instance_owner.is_some() => tracing::info!(
+                "the Flux Operator no longer manages FluxInstance {SINGLETON_NAME}: \
+                 flux-reporter writes its status and events again"
+            ),
+            None => {}
+        }
+        self.instance_owner = owner.map(str::to_string);
+    }
+
+    pub(super) fn set_notifier(&mut self, ctx: &Context, address: String) {
+        tracing::info!(%address, "forwarding events to notification-controller");
+        let n = Notifier::spawn(NotifierConfig::new(address));
+        self.events = EventSink::new(
+            ctx.client.clone(),
+            ctx.reporting_instance.clone(),
+            Some(n.clone()),
+        );
+        self.notifier = Some(n);
+    }
+}
+
+/// The previous health as the FluxInstance status records it.
+fn persisted(instance: &FluxInstance) -> Previous {
+    let Some(status) = &instance.status else {
+        return Previous::Unknown;
+    };
+    let Some(ready) = status
+        .conditions
+        .as_deref()
+        .and_then(|c| condition::find(c, READY_CONDITION))
+        .filter(|c| c.status != ConditionStatus::Unknown)
+    else {
+        return Previous::Unknown;
+    };
+    Previous::Persisted {
+        healthy: ready.status == ConditionStatus::True,
+        message: ready.message.clone(),
+        version: status.last_applied_revision.clone(),
+        components: status
+            .components
+            .as_ref()
+            .map(|c| c.iter().map(|c| c.name.clone()).collect()),
+    }
+}
+
+fn instance_health(v: &Verification, spec: &FluxReportSpec) -> HealthState {
+    HealthState {
+        healthy: v.ready != Some(false),
+        failing: v
+            .problems
+            .iter()
+            .map(|p| (p.subject.clone(), p.message.clone()))
+            .collect(),
+        reason: v.reason.to_string(),
+        message: v.message.clone(),
+        version: v.revision.clone(),
+        components: spec
+            .components
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<BTreeSet<_>>(),
+    }
+}
+
+/// Health of the installation when there is no FluxInstance: distribution,
+/// components and sync (failing app objects are Flux's own alerts' business).
+fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> HealthState {
+    let h = health::assess(outcome);
+    let problems: Vec<_> = h
+        .problems
+        .iter()
+        .filter(|p| p.area != "reconcilers")
+        .collect();
+    let reason = match problems.first().map(|p| p.area) {
+        Some("distribution") => instance::reasons::NOT_INSTALLED,
+        Some("components") => instance::reasons::COMPONENTS_NOT_READY,
+        Some("sync") => instance::reasons::SYNC_FAILED,
+        _ => instance::reasons::SUCCEEDED,
+    };
+    let message = problems
+        .iter()
+        .map(|p| match p.area {
+            "components" => format!("component {} is not ready: {}", p.subject, p.message),
+            "sync" => format!("sync {} is not ready: {}", p.subject, p.message),
+            _ => p.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let unknown_only = problems.is_empty() && h.verdict == Verdict::Unknown;
+    HealthState {
+        healthy: problems.is_empty() || unknown_only,
+        failing: problems
+            .iter()
+            .map(|p| (format!("{}/{}", p.area, p.subject), p.message.clone()))
+            .collect(),
+        reason: reason.into(),
+        message: if problems.is_empty() {
+            "all components ready".into()
+        } else {
+            message
+        },
+        version: spec.distribution.version.clone(),
+        components: spec.components.iter().map(|c| c.name.clone()).collect(),
+    }
+}
+
+async fn emit_transitions(state: &State, target: &Target, previous: &Previous, now: &HealthState) {
+    for t in transitions::transitions(previous, now) {
+        let kind = match t.severity {
+            Severity::Normal => EventKind::Normal,
+            Severity::Warning => EventKind::Warning,
+        };
+        let mut metadata = BTreeMap::new();
+        if let Some(v) = &now.version {
+            metadata.insert(REVISION_ANNOTATION.to_string(), v.clone());
+        }
+        tracing::info!(reason = %t.reason, kind = ?t.severity, object = %format!("{}/{}", target.kind, target.name), "event: {}", t.message);
+        state
+            .events
+            .emit(target, kind, &t.reason, &t.message, metadata)
+            .await;
+    }
+}
+
+/// Server-side apply of the verification into the FluxInstance status.
+async fn write_instance_status(
+    ctx: &Context,
+    instance: &FluxInstance,
+    v: &Verification,
+) -> Result<(), kube::Error> {
+    let old = instance.status.clone().unwrap_or_default();
+    let mut conditions = old.conditions.clone().unwrap_or_default();
+    let status = match v.ready {
+        Some(true) => ConditionStatus::True,
+        Some(false) => ConditionStatus::False,
+        None => ConditionStatus::Unknown,
+    };
+    condition::set(
+        &mut conditions,
+        Condition::new(
+            READY_CONDITION,
+            status,
+            v.reason,
+            &v.message,
+            instance.metadata.generation,
+            Time(Timestamp::now()),
+        ),
+    );
+    conditions.retain(|c| c.type_ == READY_CONDITION);
+    let new = FluxInstanceStatus {
+        conditions: Some(conditions),
+        components: Some(v.components.clone()),
+        last_applied_revision: v.revision.clone().or(old.last_applied_revision),
+        last_attempted_revision: v.revision.clone().or(old.last_attempted_revision),
+        last_handled_reconcile_at: annotation(instance, REQUESTED_AT_ANNOTATION)
+            .map(str::to_string)
+            .or(old.last_handled_reconcile_at),
+        ..Default::default()
+    };
+    let body = apply_body(FLUX_INSTANCE_KIND, &ctx.namespace, "status", &new);
+    let params = apply_params();
+    let instances: Api<FluxInstance> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    instances
+        .patch_status(SINGLETON_NAME, &params, &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    fn managed_by(manager: &str, subresource: Option<&str>) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            subresource: subresource.map(str::to_string),
+            operation: Some("Update".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_flux_operator_owns_the_instance() {
+        let mut i = FluxInstance::new(SINGLETON_NAME, Default::default());
+        assert_eq!(flux_operator_owner(&i), None);
+
+        i.metadata.finalizers = Some(vec!["fluxcd.controlplane.io/finalizer".into()]);
+        let owner = flux_operator_owner(&i).expect("finalizer makes it owned");
+        assert!(
+            owner.contains("fluxcd.controlplane.io/finalizer"),
+            "{owner}"
+        );
+
+        i.metadata.finalizers = None;
+        i.metadata.managed_fields = Some(vec![managed_by("flux-operator", Some("status"))]);
+        let owner = flux_operator_owner(&i).expect("flux-operator manager makes it owned");
+        assert!(owner.contains("field manager flux-operator"), "{owner}");
+        // Any of its entries counts, spec or status.
+        i.metadata.managed_fields = Some(vec![managed_by("flux-operator", None)]);
+        assert!(flux_operator_owner(&i).is_some());
+    }
+
+    #[test]
+    fn a_status_written_by_kubectl_or_a_restore_tool_is_not_an_owner() {
+        let mut i = FluxInstance::new(SINGLETON_NAME, Default::default());
+        for manager in [
+            "kubectl-patch",
+            "kubectl-edit",
+            "velero-server",
+            "kubectl",
+            "migrate.sh",
+        ] {
+            i.metadata.managed_fields = Some(vec![
+                managed_by("kubectl-create", None),
+                managed_by(manager, Some("status")),
+                managed_by(FIELD_MANAGER, Some("status")),
+            ]);
+            assert_eq!(flux_operator_owner(&i), None, "{manager}");
+        }
+        // Someone else's finalizer is not the Flux Operator's.
+        i.metadata.finalizers = Some(vec!["example.com/protect".into()]);
+        assert_eq!(flux_operator_owner(&i), None);
+    }
+
+    #[test]
+    fn the_owned_note_names_the_owner_and_what_we_do_not_do() {
+        let note = owned_note("the Flux Operator (field manager flux-operator)");
+        assert!(note.contains("flux-operator"), "{note}");
+        assert!(note.contains("no status writes, no events"), "{note}");
+    }
+}
