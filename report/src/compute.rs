@@ -250,7 +250,7 @@ impl ObjectSink for KindScan<'_> {
                 namespace: obj.namespace().to_string(),
                 name: obj.name().to_string(),
                 reason: c.reason.str().to_string(),
-                message: first_line(c.message.str(), 300),
+                message: first_line(&crate::redact::text(c.message.str()), 300),
             });
         }
         if operator_kind {

@@ -130,10 +130,12 @@ pub fn verify(
                 Some(observed) => {
                     let mut diffs = Vec::new();
                     let url = observed.source.as_deref().unwrap_or("");
+                    // The observed source is reported without credentials:
+                    // compare (and name) the declared one the same way.
                     let want_url = if sync.kind == "Bucket" {
-                        format!("{}/{}", sync.url, sync.ref_)
+                        format!("{}/{}", crate::redact::url(&sync.url), sync.ref_)
                     } else {
-                        sync.url.clone()
+                        crate::redact::url(&sync.url).into_owned()
                     };
                     if !url.is_empty()
                         && url.trim_end_matches('/') != want_url.trim_end_matches('/')

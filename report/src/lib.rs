@@ -19,6 +19,7 @@ pub mod merge;
 pub mod metrics;
 pub mod observed;
 pub mod reconcilers;
+pub mod redact;
 pub mod source;
 pub mod sync;
 

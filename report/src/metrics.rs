@@ -2,6 +2,7 @@
 //! (anchor §4.3, every per-kind rule), the legacy `gotk_*` values, and
 //! `flux_instance_info` rows. The operator turns rows into series.
 
+use crate::redact;
 use flux_reporter_api::constants::READY_CONDITION;
 
 use crate::observed::FluxObject;
@@ -62,7 +63,7 @@ pub fn resource_row(kind: &str, obj: &FluxObject, propagate: &[String]) -> Resou
         if let Some(r) = spec.source_ref.get() {
             row.source_name = r.name.str().to_string();
         }
-        row.url = spec.url.str().to_string();
+        row.url = redact::url(spec.url.str()).into_owned();
     }
     if let Some(status) = status {
         if let Some(a) = status.artifact.get() {
@@ -94,7 +95,7 @@ pub fn resource_row(kind: &str, obj: &FluxObject, propagate: &[String]) -> Resou
         }
         "Bucket" => {
             if let Some(spec) = spec {
-                row.url = spec.endpoint.str().to_string();
+                row.url = redact::url(spec.endpoint.str()).into_owned();
                 row.ref_ = spec.bucket_name.str().to_string();
             }
         }
@@ -123,7 +124,9 @@ pub fn resource_row(kind: &str, obj: &FluxObject, propagate: &[String]) -> Resou
                 .unwrap_or_default();
         }
         "ImageRepository" => {
-            row.url = spec.map(|s| s.image.str().to_string()).unwrap_or_default();
+            row.url = spec
+                .map(|s| redact::url(s.image.str()).into_owned())
+                .unwrap_or_default();
         }
         "ImagePolicy" => {
             row.source_name = spec

@@ -7,6 +7,7 @@
 //! Kustomization in the namespace. The source is the Kustomization's own
 //! `spec.sourceRef`, not an object named like the sync (anchor issue #555).
 
+use crate::redact;
 use flux_reporter_api::FluxSyncStatus;
 use flux_reporter_api::constants::{READY_CONDITION, SYNC_NAME_ANNOTATION};
 
@@ -154,7 +155,7 @@ pub fn sync_status(ks: &FluxObject, source: Option<&FluxObject>) -> FluxSyncStat
             .filter(|c| c.type_.str() == READY_CONDITION)
         {
             sync.ready = c.status.str() != "False";
-            sync.status = c.message.str().to_string();
+            sync.status = redact::text(c.message.str()).into_owned();
         }
     }
     if let Some(src) = source {
@@ -162,16 +163,16 @@ pub fn sync_status(ks: &FluxObject, source: Option<&FluxObject>) -> FluxSyncStat
         let spec = src.spec();
         sync.source = spec.map(|s| {
             if kind == "Bucket" {
-                format!("{}/{}", s.endpoint.str(), s.bucket_name.str())
+                format!("{}/{}", redact::url(s.endpoint.str()), s.bucket_name.str())
             } else {
-                s.url.str().to_string()
+                redact::url(s.url.str()).into_owned()
             }
         });
         if let Some(c) = src.condition(READY_CONDITION)
             && c.status.str() == "False"
         {
             sync.ready = false;
-            sync.status = format!("{}\n{}", sync.status, c.message.str());
+            sync.status = format!("{}\n{}", sync.status, redact::text(c.message.str()));
         }
     }
     if ks.spec_suspended() {
