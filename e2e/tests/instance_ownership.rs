@@ -335,3 +335,42 @@ async fn the_operator_does_not_run_again_on_its_own_writes() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(op.runs().len(), settled + 1, "{:#?}", op.runs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_instance_info_lags_no_run_behind_the_status_it_wrote() {
+    let env = Env::with_flux("flux_instance_info_lags_no_run_behind").await;
+    let env = &env;
+    env.set_component_ready("helm-controller", false).await;
+    let op = env.start_operator(OperatorOpts::every("1h")).await;
+    let op = &op;
+    eventually("the first run", soon(env), || async move {
+        op.assert_alive();
+        ensure(!op.runs().is_empty(), || "no run yet".into())
+    })
+    .await;
+    // One run only (1h interval): its metrics show what it wrote to the FluxInstance.
+    let series = eventually("flux_instance_info", soon(env), || async move {
+        let s = op.metric("flux_instance_info").await?;
+        let ours: Vec<_> = s
+            .into_iter()
+            .filter(|s| s.label("exported_namespace") == env.ns)
+            .collect();
+        ensure(!ours.is_empty(), || "no series yet".into())?;
+        Ok(ours)
+    })
+    .await;
+    assert_eq!(op.runs().len(), 1, "{:#?}", op.runs());
+    let instance = env.instance().await.expect("FluxInstance");
+    assert_eq!(
+        ready_of(&instance)["reason"],
+        "ComponentsNotReady",
+        "{instance}"
+    );
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0].label("ready"), "False", "{series:?}");
+    assert_eq!(
+        series[0].label("reason"),
+        "ComponentsNotReady",
+        "{series:?}"
+    );
+}

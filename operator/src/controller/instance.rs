@@ -12,6 +12,7 @@ use flux_reporter_api::{FluxInstance, FluxReport, FluxReportSpec};
 use flux_reporter_report::Outcome;
 use flux_reporter_report::health::{self, Verdict};
 use flux_reporter_report::instance::{self, Verification};
+use flux_reporter_report::metrics::InstanceRow;
 use flux_reporter_report::source::error_chain;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -56,6 +57,8 @@ pub fn owned_note(owner: &str) -> String {
 
 /// Verify the FluxInstance, write its status and emit transition events; with
 /// no FluxInstance, events about the installation go to the FluxReport.
+/// Returns the verification when it was written, so the same run's
+/// `flux_instance_info` can show it.
 pub async fn handle_instance(
     ctx: &Context,
     state: &mut State,
@@ -64,7 +67,7 @@ pub async fn handle_instance(
     owned_by_flux_operator: bool,
     spec: &FluxReportSpec,
     outcome: &Outcome,
-) {
+) -> Option<(String, Verification)> {
     let domain = instance
         .as_ref()
         .and_then(|i| i.spec.cluster.as_ref())
@@ -81,11 +84,11 @@ pub async fn handle_instance(
             .unwrap_or(Previous::Unknown);
         emit_transitions(state, &Target::from_object(report), &previous, &now).await;
         state.health = Some(now);
-        return;
+        return None;
     };
     if owned_by_flux_operator {
         state.health = None;
-        return;
+        return None;
     }
     let verification = instance::verify(&instance.spec, spec, outcome);
     let now = instance_health(&verification, spec);
@@ -93,11 +96,34 @@ pub async fn handle_instance(
         Some(h) => Previous::Seen(h.clone()),
         None => persisted(&instance),
     };
-    if let Err(e) = write_instance_status(ctx, &instance, &verification).await {
-        tracing::error!(error = %error_chain(&e), "cannot write the FluxInstance status");
-    }
+    let written = match write_instance_status(ctx, &instance, &verification).await {
+        Ok(()) => Some((instance.uid().unwrap_or_default(), verification)),
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), "cannot write the FluxInstance status");
+            None
+        }
+    };
     emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
     state.health = Some(now);
+    written
+}
+
+/// `flux_instance_info` as the FluxInstance stands after this run wrote its
+/// status: the row listed at the start of the run still carries the previous
+/// verdict.
+pub fn show_written(rows: &mut [InstanceRow], uid: &str, v: &Verification) {
+    for row in rows.iter_mut().filter(|r| r.uid == uid) {
+        row.ready = match v.ready {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "Unknown",
+        }
+        .into();
+        row.reason = v.reason.into();
+        if let Some(revision) = &v.revision {
+            row.revision = revision.clone();
+        }
+    }
 }
 
 fn ensure_notifier(ctx: &Context, state: &mut State, spec: &FluxReportSpec, domain: &str) {
@@ -350,6 +376,35 @@ mod tests {
         // Someone else's finalizer is not the Flux Operator's.
         i.metadata.finalizers = Some(vec!["example.com/protect".into()]);
         assert_eq!(flux_operator_owner(&i), None);
+    }
+
+    #[test]
+    fn flux_instance_info_shows_the_verification_written_by_the_same_run() {
+        let row = |uid: &str| InstanceRow {
+            uid: uid.into(),
+            ready: "Unknown".into(),
+            revision: "v2.7.2".into(),
+            ..Default::default()
+        };
+        let mut rows = vec![row("a"), row("b")];
+        let v = Verification {
+            ready: Some(false),
+            reason: instance::reasons::COMPONENTS_NOT_READY,
+            message: "component helm-controller is not ready".into(),
+            problems: Vec::new(),
+            revision: Some("v2.7.3".into()),
+            components: Vec::new(),
+        };
+        show_written(&mut rows, "a", &v);
+        assert_eq!(
+            (
+                rows[0].ready.as_str(),
+                rows[0].reason.as_str(),
+                rows[0].revision.as_str()
+            ),
+            ("False", "ComponentsNotReady", "v2.7.3")
+        );
+        assert_eq!(rows[1], row("b"), "another FluxInstance is left alone");
     }
 
     #[test]

@@ -288,7 +288,6 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
         LiveSource::new(ctx.client.clone(), ctx.live.clone()).with_deadline(ctx.report_timeout);
     let mut outcome = compute(&source, &options).await;
     let spec = keep_last_good(state.previous.as_ref(), &outcome);
-    ctx.metrics.publish(&outcome, &spec);
     state.runs += 1;
     // The loop makes progress when the API server answered this run; a run
     // that only met silence does not feed the liveness watchdog.
@@ -298,7 +297,6 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
         ctx.health.watchdog.progress();
     }
     log_run(state.runs, &outcome, leader);
-    ctx.health.set_ready();
 
     let mut result = Ok(Action::requeue(plan.interval));
     if !reached {
@@ -338,8 +336,8 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
         {
             result = Err(Error::WriteReport(e));
         }
-        if let Some(instance) = instance {
-            instance::handle_instance(
+        if let Some(instance) = instance
+            && let Some((uid, verification)) = instance::handle_instance(
                 ctx,
                 state,
                 report,
@@ -348,9 +346,16 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
                 &spec,
                 &outcome,
             )
-            .await;
+            .await
+            && let Some(rows) = outcome.instance_rows.as_mut()
+        {
+            instance::show_written(rows, &uid, &verification);
         }
     }
+    // Published after the writes, so that `flux_instance_info` shows the
+    // FluxInstance as this run left it.
+    ctx.metrics.publish(&outcome, &spec);
+    ctx.health.set_ready();
     state.previous = Some(spec);
     result
 }
