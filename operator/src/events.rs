@@ -17,6 +17,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::Mutex;
 
+use flux_reporter_report::source::error_chain;
+
 use crate::notifier::{FluxEvent, InvolvedObject, Notifier, Severity, timestamp_now};
 
 /// `reportingController` of the Kubernetes events and of the forwarded documents.
@@ -35,6 +37,16 @@ const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
 const MAX_SERIES: usize = 256;
 /// An event write that takes longer is abandoned: the report loop waits on it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a Kubernetes event was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The API server's refusal or the transport failure, as kube reports it.
+    #[error("the API server did not accept the event")]
+    Write(#[source] kube::Error),
+}
 
 /// The Kubernetes event type; Warning is forwarded with severity `error`, Normal with `info`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -236,8 +248,8 @@ impl EventSink {
             entry.recorder.publish(&event, &entry.regarding),
         )
         .await
-        .map_err(|_| format!("no answer within {WRITE_TIMEOUT:?}"))
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        .map_err(|_| EventError::Timeout(WRITE_TIMEOUT))
+        .and_then(|r| r.map_err(EventError::Write));
         if let Err(e) = written {
             // Start over next time: a failed series PATCH (e.g. the event expired) would
             // otherwise fail again until kube's cache forgets it.
@@ -247,7 +259,7 @@ impl EventSink {
                 namespace = %target.namespace,
                 name = %target.name,
                 reason = %event.reason,
-                error = %e,
+                error = %error_chain(&e),
                 "cannot write the Kubernetes event"
             );
         }

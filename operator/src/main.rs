@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", error_chain(err.as_ref()));
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::from(2)
         }
     }
