@@ -5,6 +5,9 @@ use flux_reporter_api::constants::{
     FLUX_INSTANCE_KIND, GROUP, RESOURCE_SET_INPUT_PROVIDER_KIND, RESOURCE_SET_KIND, VERSION,
 };
 
+use kube::Resource;
+use kube::core::{ApiResource, DynamicObject};
+
 use crate::observed::Crd;
 
 /// A kind the report counts, and where to list it.
@@ -28,23 +31,20 @@ impl FluxKind {
     pub fn api_version(&self) -> String {
         format!("{}/{}", self.group, self.version)
     }
-    /// The collection path to list every object of the kind.
-    pub fn list_path(&self) -> String {
-        format!("/apis/{}/{}/{}", self.group, self.list_version, self.plural)
-    }
-    /// The path of one object.
-    pub fn object_path(&self, namespace: &str, name: &str) -> String {
-        if self.namespaced {
-            format!(
-                "/apis/{}/{}/namespaces/{namespace}/{}/{name}",
-                self.group, self.list_version, self.plural
-            )
-        } else {
-            format!(
-                "/apis/{}/{}/{}/{name}",
-                self.group, self.list_version, self.plural
-            )
+    /// The kind as kube describes it, at the version it is listed with.
+    pub fn api_resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.clone(),
+            version: self.list_version.clone(),
+            api_version: format!("{}/{}", self.group, self.list_version),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
         }
+    }
+    /// The collection path, from kube's [`Resource::url_path`]: every object of
+    /// the kind with `None`, those of one namespace with `Some`.
+    pub fn collection(&self, namespace: Option<&str>) -> String {
+        DynamicObject::url_path(&self.api_resource(), namespace)
     }
 }
 
@@ -177,8 +177,12 @@ pub(crate) mod tests {
         assert!(problems.is_empty());
         assert_eq!(kinds[0].api_version(), "source.toolkit.fluxcd.io/v1");
         assert_eq!(
-            kinds[0].list_path(),
+            kinds[0].collection(None),
             "/apis/source.toolkit.fluxcd.io/v1/ocirepositories"
+        );
+        assert_eq!(
+            kinds[0].collection(Some("apps")),
+            "/apis/source.toolkit.fluxcd.io/v1/namespaces/apps/ocirepositories"
         );
     }
 
