@@ -9,6 +9,10 @@
 //! With FILE, the OpenMetrics body (legacy series on) is also written there,
 //! and the text 0.0.4 body to FILE.004, to check them with other parsers.
 
+// The counting allocator below must implement `GlobalAlloc`, an unsafe trait;
+// it only forwards to the system allocator.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};

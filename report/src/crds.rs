@@ -110,7 +110,7 @@ pub fn discover(crds: &[Crd]) -> (Vec<FluxKind>, Vec<CrdProblem>) {
             .get()
             .map(|s| s.stored_versions.iter().collect())
             .unwrap_or_default();
-        let Some(version) = stored.last().map(|v| v.to_string()) else {
+        let Some(version) = stored.last().copied().cloned() else {
             problems.push(CrdProblem {
                 error: format!("no stored versions found for CRD {name}"),
                 crd: name,

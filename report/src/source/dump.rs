@@ -115,7 +115,7 @@ impl DumpSource {
         if dump.documents == 0 {
             return Err(DumpError::NoObjects {
                 name: name.to_string(),
-                first_warning: dump.warnings.first().map(|w| w.to_string()),
+                first_warning: dump.warnings.first().cloned(),
             });
         }
         Ok(dump)

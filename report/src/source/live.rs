@@ -390,7 +390,7 @@ impl LiveSource {
         Page<T>: DeserializeOwned,
     {
         // Both closures touch the output; a mutex keeps the future `Send`.
-        let out = std::sync::Mutex::new(Vec::new());
+        let out = Mutex::new(Vec::new());
         self.list_pages::<T, _, _>(
             collection,
             Some(label_selector),
@@ -402,7 +402,7 @@ impl LiveSource {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -432,7 +432,7 @@ fn status_message(body: &[u8]) -> Option<String> {
 /// instance, is an invalid question rather than a server answer).
 fn request_path(
     collection: &str,
-    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    request: Result<Request<Vec<u8>>, kube::core::request::Error>,
 ) -> Result<String, SourceError> {
     request
         .map(|r| r.uri().to_string())
@@ -503,7 +503,7 @@ impl Source for LiveSource {
     ) -> Result<(), SourceError> {
         // The sink is borrowed by both closures; a mutex lets each take a turn
         // and keeps the future `Send`.
-        let sink = std::sync::Mutex::new(sink);
+        let sink = Mutex::new(sink);
         self.list_pages::<FluxObject, _, _>(
             &kind.collection(None),
             None,

@@ -33,9 +33,8 @@ impl std::fmt::Display for SourceError {
 // itself, which cannot be downcast to the kube or I/O error inside.
 impl std::error::Error for SourceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let source: &(dyn std::error::Error + 'static) = self.source.as_deref()?;
+        Some(source)
     }
 }
 
