@@ -1,5 +1,6 @@
 //! Kubernetes events (events.k8s.io/v1) about the FluxInstance, or the FluxReport when there is
-//! no FluxInstance, each also forwarded to notification-controller (anchor §3.2, §3.3).
+//! no FluxInstance, each also forwarded to notification-controller (see [`crate::notifier`]).
+//! Which transitions make an event: [`crate::transitions`] and docs/design.md "Events".
 //!
 //! Writing goes through kube-runtime's [`Recorder`], which turns a repeat into a series PATCH
 //! (`series.count`, `lastObservedTime`) instead of a new object. Its cache key leaves out the
@@ -200,7 +201,8 @@ impl EventSink {
         self.record(target, kind, reason, message).await;
     }
 
-    /// Only the Kubernetes event, for what the anchor does not forward (§3.2 "K8s" rows).
+    /// Only the Kubernetes event, for an event that must not reach notification-controller
+    /// ([`EventSink::emit`] does both).
     /// The note is `message` cut to 1024 bytes; identical repeats become a series.
     pub async fn record(&self, target: &Target, kind: EventKind, reason: &str, message: &str) {
         let note = truncate_note(message);

@@ -1,5 +1,5 @@
 //! Forwarding of events to Flux's notification-controller, as Flux's own recorder does it
-//! (anchor §3.3): one JSON document per event, POSTed over plain HTTP, with a timeout, bounded
+//! (`github.com/fluxcd/pkg/runtime/events`, `recorder.go`): one JSON document per event, POSTed over plain HTTP, with a timeout, bounded
 //! retries on connection errors, timeouts and 5xx, and no retry on 429 (duplicates) nor other 4xx.
 //!
 //! A background worker owns a bounded queue, so [`Notifier::send`] never waits on the receiver:
@@ -58,7 +58,8 @@ impl NotifierConfig {
     }
 }
 
-/// The notification-controller address, as the anchor resolves it (§3.1): an explicit address
+/// The notification-controller address, as the Flux Operator resolves it for the
+/// controllers it installs: an explicit address
 /// wins, else the in-cluster Service when a notification-controller is present, else none.
 /// `domain` is the cluster domain (FluxInstance `spec.cluster.domain`, else `cluster.local`).
 /// `disabled` turns forwarding off whatever the address.
@@ -78,7 +79,7 @@ pub fn derive_address(
     }
     if notification_controller_present && !namespace.is_empty() {
         // The trailing dot makes the name absolute (no resolv.conf search list); the trailing
-        // slash is the receiver's path. Both as the anchor writes them.
+        // slash is the receiver's path. Both as Flux's own `--events-addr` defaults write them.
         let domain = match domain.trim().trim_end_matches('.') {
             "" => "cluster.local",
             d => d,

@@ -1,4 +1,4 @@
-//! Flux CRD discovery (anchor §2.5): every CRD labelled
+//! Flux CRD discovery (the Flux Operator's `internal/reporter/crds.go`): every CRD labelled
 //! `app.kubernetes.io/part-of=flux`, at the last of its stored versions.
 
 use flux_reporter_api::constants::{
@@ -48,7 +48,8 @@ impl FluxKind {
     }
 }
 
-/// The Flux Operator kinds, always counted when their CRDs exist (anchor §2.7 pass B).
+/// The Flux Operator kinds, always counted when their CRDs exist (as the Flux Operator's
+/// `internal/reporter/reconcilers.go` adds them after the discovered kinds).
 pub fn operator_kinds() -> Vec<FluxKind> {
     [
         (FLUX_INSTANCE_KIND, "fluxinstances"),
