@@ -132,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn fluxreport_identity_and_columns_match_the_anchor() {
+    fn fluxreport_identity_and_columns_match_the_flux_operator() {
         let crd = FluxReport::crd();
         assert_eq!(crd.spec.group, "fluxcd.controlplane.io");
         assert_eq!(crd.spec.scope, "Namespaced");

@@ -182,7 +182,8 @@ pub mod distribution {
 }
 
 impl FluxReportSpec {
-    /// The spec written when the singleton is first created (anchor §1.7).
+    /// The spec written when the singleton is first created: the distribution `Unknown`
+    /// until the first report, as the Flux Operator creates its FluxReport.
     pub fn initial(operator: OperatorInfo) -> Self {
         FluxReportSpec {
             distribution: FluxDistributionStatus {

@@ -1,4 +1,5 @@
-//! The command-line contract (PRODUCT.md "CLI contract"). Every flag also
+//! The command-line contract (the README's "Commands" and "Configuration"
+//! tables; `operator/tests/cli.rs` holds it). Every flag also
 //! reads an environment variable.
 
 use std::path::PathBuf;

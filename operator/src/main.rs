@@ -1,22 +1,12 @@
-//! `flux-reporter`: the operator binary and its command-line tools.
+//! `flux-reporter`: the operator binary and its command-line tools. Everything
+//! lives in the library (`lib.rs`); this parses the command line and turns an
+//! error into one line on stderr and exit code 2.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-mod build_info;
-mod cli;
-mod client;
-mod commands;
-mod controller;
-mod events;
-mod leader;
-mod metrics;
-mod notifier;
-mod run;
-mod server;
-mod transitions;
-mod watchdog;
+use flux_reporter::{cli, commands};
+use flux_reporter_report::source::error_chain;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -27,12 +17,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// One line: the error and its causes, joined by ": ".
-fn error_chain(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -1,4 +1,6 @@
-//! Cluster info (anchor §2.4): API server version, platform and node count.
+//! Cluster info: API server version, platform and node count, as the Flux
+//! Operator's reporter fills it (`internal/reporter/cluster.go` in
+//! https://github.com/controlplaneio-fluxcd/flux-operator).
 
 use flux_reporter_api::ClusterInfo;
 

@@ -1,5 +1,7 @@
 //! Components: the Flux controller Deployments in the report namespace,
-//! with kstatus readiness (anchor §2.6), sorted by name.
+//! with kstatus readiness (the rules of kstatus's Deployment status,
+//! sigs.k8s.io/cli-utils `pkg/kstatus/status`, as the Flux Operator's
+//! `internal/reporter/components.go` uses them), sorted by name.
 
 use flux_reporter_api::FluxComponentStatus;
 

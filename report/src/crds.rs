@@ -1,9 +1,12 @@
-//! Flux CRD discovery (anchor §2.5): every CRD labelled
+//! Flux CRD discovery (the Flux Operator's `internal/reporter/crds.go`): every CRD labelled
 //! `app.kubernetes.io/part-of=flux`, at the last of its stored versions.
 
 use flux_reporter_api::constants::{
     FLUX_INSTANCE_KIND, GROUP, RESOURCE_SET_INPUT_PROVIDER_KIND, RESOURCE_SET_KIND, VERSION,
 };
+
+use kube::Resource;
+use kube::core::{ApiResource, DynamicObject};
 
 use crate::observed::Crd;
 
@@ -28,27 +31,25 @@ impl FluxKind {
     pub fn api_version(&self) -> String {
         format!("{}/{}", self.group, self.version)
     }
-    /// The collection path to list every object of the kind.
-    pub fn list_path(&self) -> String {
-        format!("/apis/{}/{}/{}", self.group, self.list_version, self.plural)
-    }
-    /// The path of one object.
-    pub fn object_path(&self, namespace: &str, name: &str) -> String {
-        if self.namespaced {
-            format!(
-                "/apis/{}/{}/namespaces/{namespace}/{}/{name}",
-                self.group, self.list_version, self.plural
-            )
-        } else {
-            format!(
-                "/apis/{}/{}/{}/{name}",
-                self.group, self.list_version, self.plural
-            )
+    /// The kind as kube describes it, at the version it is listed with.
+    pub fn api_resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.clone(),
+            version: self.list_version.clone(),
+            api_version: format!("{}/{}", self.group, self.list_version),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
         }
+    }
+    /// The collection path, from kube's [`Resource::url_path`]: every object of
+    /// the kind with `None`, those of one namespace with `Some`.
+    pub fn collection(&self, namespace: Option<&str>) -> String {
+        DynamicObject::url_path(&self.api_resource(), namespace)
     }
 }
 
-/// The Flux Operator kinds, always counted when their CRDs exist (anchor §2.7 pass B).
+/// The Flux Operator kinds, always counted when their CRDs exist (as the Flux Operator's
+/// `internal/reporter/reconcilers.go` adds them after the discovered kinds).
 pub fn operator_kinds() -> Vec<FluxKind> {
     [
         (FLUX_INSTANCE_KIND, "fluxinstances"),
@@ -110,7 +111,7 @@ pub fn discover(crds: &[Crd]) -> (Vec<FluxKind>, Vec<CrdProblem>) {
             .get()
             .map(|s| s.stored_versions.iter().collect())
             .unwrap_or_default();
-        let Some(version) = stored.last().map(|v| v.to_string()) else {
+        let Some(version) = stored.last().copied().cloned() else {
             problems.push(CrdProblem {
                 error: format!("no stored versions found for CRD {name}"),
                 crd: name,
@@ -177,8 +178,12 @@ pub(crate) mod tests {
         assert!(problems.is_empty());
         assert_eq!(kinds[0].api_version(), "source.toolkit.fluxcd.io/v1");
         assert_eq!(
-            kinds[0].list_path(),
+            kinds[0].collection(None),
             "/apis/source.toolkit.fluxcd.io/v1/ocirepositories"
+        );
+        assert_eq!(
+            kinds[0].collection(Some("apps")),
+            "/apis/source.toolkit.fluxcd.io/v1/namespaces/apps/ocirepositories"
         );
     }
 

@@ -1,4 +1,6 @@
-//! Distribution (anchor §2.3): from the labels of the gitrepositories CRD.
+//! Distribution: from the labels of the gitrepositories CRD, as the Flux
+//! Operator's reporter reads them (`internal/reporter/distribution.go` in
+//! https://github.com/controlplaneio-fluxcd/flux-operator).
 
 use std::collections::BTreeMap;
 

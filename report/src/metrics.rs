@@ -1,5 +1,5 @@
 //! Metric rows: the label set of `flux_resource_info` for each Flux object
-//! (anchor §4.3, every per-kind rule), the legacy `gotk_*` values, and
+//! (every per-kind rule of the Flux Operator's `internal/reporter/metrics.go`), the legacy `gotk_*` values, and
 //! `flux_instance_info` rows. The operator turns rows into series.
 
 use crate::redact;
@@ -147,7 +147,7 @@ pub fn resource_row(kind: &str, obj: &FluxObject, propagate: &[String]) -> Resou
     row
 }
 
-/// One `flux_instance_info` series (anchor §4.2).
+/// One `flux_instance_info` series (labels as the Flux Operator's `flux_instance_info`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceRow {
     pub uid: String,

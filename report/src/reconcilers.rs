@@ -1,4 +1,5 @@
-//! Reconciler statistics (anchor §2.7): per kind, running/failing/suspended
+//! Reconciler statistics (the Flux Operator's `internal/reporter/reconcilers.go`,
+//! https://github.com/controlplaneio-fluxcd/flux-operator): per kind, running/failing/suspended
 //! counts and artifact storage, accumulated object by object so that memory
 //! does not grow with the number of objects.
 
@@ -77,14 +78,14 @@ impl KindStats {
     }
 }
 
-/// Sort entries by `apiVersion + kind`, byte order (anchor §2.7 final step).
+/// Sort entries by `apiVersion + kind`, byte order, as the Flux Operator sorts them.
 /// The key is the concatenation, not the pair: `a/v1` + `Z` sorts after
-/// `a/v1beta1` + `A` only when compared as one string, as the anchor does.
+/// `a/v1beta1` + `A` only when compared as one string, as the Flux Operator does.
 pub fn sort_entries(entries: &mut [FluxReconcilerStatus]) {
     entries.sort_by_cached_key(|e| format!("{}{}", e.api_version, e.kind));
 }
 
-/// Binary units with one decimal; empty for zero (anchor §2.7 formatSize).
+/// Binary units with one decimal; empty for zero (the Flux Operator's `formatSize`).
 pub fn format_size(bytes: i64) -> String {
     if bytes <= 0 {
         return String::new();
@@ -129,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn format_size_matches_the_anchor_table() {
+    fn format_size_matches_the_flux_operator_table() {
         for (n, want) in [
             (0, ""),
             (512, "512 B"),

@@ -1,11 +1,13 @@
-//! Sync status (anchor §2.8, with the Beyond rules): the root Kustomization
+//! Sync status: the root Kustomization
 //! of the cluster and its source.
 //!
 //! The root is, in order: a configured name (the `--sync-name` flag or the
 //! `fluxcd.controlplane.io/syncName` annotation, then FluxInstance
 //! `spec.sync.name`), the Kustomization named like the namespace, or the only
 //! Kustomization in the namespace. The source is the Kustomization's own
-//! `spec.sourceRef`, not an object named like the sync (anchor issue #555).
+//! `spec.sourceRef`, not an object named like the sync as the Flux Operator's
+//! `internal/reporter/sync.go` looks for, which misses a source named
+//! otherwise. docs/design.md "The sync lookup" says why.
 
 use crate::redact;
 use flux_reporter_api::FluxSyncStatus;

@@ -1,5 +1,5 @@
 //! The engine on the shipped sample dump gives, field by field, what the
-//! anchor's rules give (the expected values are worked out by hand in
+//! Flux Operator's reporter rules give (the expected values are worked out by hand in
 //! examples/README.md).
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use flux_reporter_report::health::{self, Health, Verdict};
 
 use crate::cli::SourceArgs;
 
-pub async fn run(args: SourceArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: SourceArgs) -> Result<ExitCode, super::CliError> {
     let outcome = match super::compute(&args).await {
         Ok(o) => o,
         Err(e) => {

@@ -3,10 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use flux_reporter_api::FluxReport;
 use flux_reporter_api::constants::SINGLETON_NAME;
-use flux_reporter_report::source::dump::DumpSource;
+use flux_reporter_report::source::dump::{DumpError, DumpSource};
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::sync::ConfiguredRoot;
 use flux_reporter_report::{Options, Outcome};
@@ -14,14 +13,52 @@ use kube::Api;
 
 use crate::build_info;
 use crate::cli::{ApiArgs, Cli, Command, SourceArgs};
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClientError};
 
 mod check;
 mod report;
 mod stats;
 mod version;
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Why a command could not do its work (exit code 2). `main` prints the whole chain on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(
+        "FluxReport {namespace}/{SINGLETON_NAME} not found: is flux-reporter running in \
+         {namespace}? (or use --from FILE)"
+    )]
+    ReportNotFound { namespace: String },
+    /// The API server answered with an error status: its message and reason.
+    #[error("cannot read FluxReport {namespace}/{SINGLETON_NAME}: {message} ({reason})")]
+    ReportRefused {
+        namespace: String,
+        message: String,
+        reason: String,
+    },
+    #[error("cannot read FluxReport {namespace}/{SINGLETON_NAME}")]
+    ReadReport {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    #[error("cannot print the report as YAML")]
+    Yaml(#[source] serde_saphyr::SerializeError),
+    #[error("cannot print the report as JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("the report has no reconciler statistics yet")]
+    NoStatistics,
+    /// The operator (`run`) ended with an error.
+    #[error(transparent)]
+    Run(anyhow::Error),
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Crds => {
             print!("{}", flux_reporter_api::crds::all_yaml());
@@ -31,8 +68,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .worker_threads(2)
             .enable_all()
             .build()
-            .context("cannot start the async runtime")?
-            .block_on(crate::run::run(args)),
+            .map_err(CliError::Runtime)?
+            .block_on(crate::run::run(args))
+            .map_err(CliError::Run),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => runtime()?.block_on(stats::run(args)),
         Command::Check(args) => runtime()?.block_on(check::run(args)),
@@ -40,17 +78,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .map_err(CliError::Runtime)
 }
 
 /// A client from `KUBECONFIG` or the in-cluster service account, once the
 /// server has answered: a server that does not answer is one clear error
 /// (exit 2) after at most the connect timeout plus the request timeout.
-pub async fn client(api: &ApiArgs) -> anyhow::Result<kube::Client> {
+pub async fn client(api: &ApiArgs) -> Result<kube::Client, CliError> {
     let api = ApiClient::new(api.timeouts()).await?;
     api.probe().await?;
     Ok(api.client)
@@ -58,23 +96,18 @@ pub async fn client(api: &ApiArgs) -> anyhow::Result<kube::Client> {
 
 /// The FluxReport the operator keeps in the cluster. Errors read as one line:
 /// not found says what to do, an API error gives the server's message.
-pub async fn read_report(api: &ApiArgs, namespace: &str) -> anyhow::Result<FluxReport> {
+pub async fn read_report(api: &ApiArgs, namespace: &str) -> Result<FluxReport, CliError> {
     let reports: Api<FluxReport> = Api::namespaced(client(api).await?, namespace);
+    let namespace = namespace.to_string();
     match reports.get(SINGLETON_NAME).await {
         Ok(r) => Ok(r),
-        Err(kube::Error::Api(s)) if s.is_not_found() => anyhow::bail!(
-            "FluxReport {namespace}/{SINGLETON_NAME} not found: is flux-reporter running in \
-             {namespace}? (or use --from FILE)"
-        ),
-        Err(kube::Error::Api(s)) => anyhow::bail!(
-            "cannot read FluxReport {namespace}/{SINGLETON_NAME}: {} ({})",
-            s.message,
-            s.reason
-        ),
-        Err(e) => anyhow::bail!(
-            "cannot read FluxReport {namespace}/{SINGLETON_NAME}: {}",
-            flux_reporter_report::source::error_chain(&e)
-        ),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Err(CliError::ReportNotFound { namespace }),
+        Err(kube::Error::Api(s)) => Err(CliError::ReportRefused {
+            namespace,
+            message: s.message.clone(),
+            reason: s.reason.clone(),
+        }),
+        Err(source) => Err(CliError::ReadReport { namespace, source }),
     }
 }
 
@@ -91,7 +124,7 @@ pub fn options(args: &SourceArgs) -> Options {
 
 /// Compute a report from the dump given with `--from`, or from the cluster.
 /// Load warnings are printed to stderr.
-pub async fn compute(args: &SourceArgs) -> anyhow::Result<Outcome> {
+pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
     let opts = options(args);
     match &args.from {
         Some(path) => {
@@ -112,7 +145,7 @@ pub async fn compute(args: &SourceArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-fn load_dump(path: &Path) -> anyhow::Result<DumpSource> {
+fn load_dump(path: &Path) -> Result<DumpSource, CliError> {
     let dump = DumpSource::load(path)?;
     for w in dump.warnings() {
         eprintln!("warning: {w}");

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cli::{OutputFormat, ReportArgs};
 
-pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ReportArgs) -> Result<ExitCode, super::CliError> {
     let outcome = super::compute(&args.source).await?;
     super::print_problems(&outcome);
     let readiness = outcome.readiness();
@@ -28,8 +28,12 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         last_handled_reconcile_at: None,
     });
     let text = match args.output {
-        OutputFormat::Yaml => flux_reporter_api::yaml::to_string(&report)?,
-        OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        OutputFormat::Yaml => {
+            flux_reporter_api::yaml::to_string(&report).map_err(super::CliError::Yaml)?
+        }
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(super::CliError::Json)? + "\n"
+        }
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)

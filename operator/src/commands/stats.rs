@@ -7,7 +7,7 @@ use flux_reporter_api::FluxReconcilerStatus;
 
 use crate::cli::SourceArgs;
 
-pub async fn run(args: SourceArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: SourceArgs) -> Result<ExitCode, super::CliError> {
     let reconcilers = if args.from.is_some() {
         let outcome = super::compute(&args).await?;
         super::print_problems(&outcome);
@@ -17,7 +17,7 @@ pub async fn run(args: SourceArgs) -> anyhow::Result<ExitCode> {
         report.spec.reconcilers
     };
     if reconcilers.is_empty() {
-        anyhow::bail!("the report has no reconciler statistics yet");
+        return Err(super::CliError::NoStatistics);
     }
     print!("{}", table(&reconcilers));
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::build_info;
 use crate::cli::VersionArgs;
 
-pub async fn run(args: VersionArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: VersionArgs) -> Result<ExitCode, super::CliError> {
     println!("client: {}", build_info::version());
     if args.client {
         return Ok(ExitCode::SUCCESS);

@@ -52,8 +52,22 @@ pub struct DumpSource {
 
 /// The dump could not be used at all.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DumpError(pub String);
+pub enum DumpError {
+    #[error("cannot read dump {name}")]
+    Read {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("dump {0} is empty")]
+    Empty(String),
+    #[error("dump {name} holds no Kubernetes objects{}", first_warning.as_ref().map(|w| format!(" ({w})")).unwrap_or_default())]
+    NoObjects {
+        name: String,
+        /// Why the first document was skipped, if one was.
+        first_warning: Option<String>,
+    },
+}
 
 impl DumpSource {
     /// Read a dump from a file, or from stdin when `path` is `-`.
@@ -65,7 +79,10 @@ impl DumpSource {
         } else {
             std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes).map(|_| ()))
         };
-        read.map_err(|e| DumpError(format!("cannot read dump {name}: {e}")))?;
+        read.map_err(|source| DumpError::Read {
+            name: name.clone(),
+            source,
+        })?;
         Self::from_bytes(if name == "-" { "stdin" } else { &name }, &bytes)
     }
 
@@ -88,7 +105,7 @@ impl DumpSource {
         };
         let trimmed = text.trim_start();
         if trimmed.is_empty() {
-            return Err(DumpError(format!("dump {name} is empty")));
+            return Err(DumpError::Empty(name.to_string()));
         }
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             dump.parse_json(&text);
@@ -96,11 +113,10 @@ impl DumpSource {
             dump.parse_yaml(&text);
         }
         if dump.documents == 0 {
-            let mut msg = format!("dump {name} holds no Kubernetes objects");
-            if let Some(w) = dump.warnings.first() {
-                msg.push_str(&format!(" ({w})"));
-            }
-            return Err(DumpError(msg));
+            return Err(DumpError::NoObjects {
+                name: name.to_string(),
+                first_warning: dump.warnings.first().cloned(),
+            });
         }
         Ok(dump)
     }

@@ -17,7 +17,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
+use kube::Resource;
+use kube::api::{GetParams, ListParams};
 use kube::client::Body;
 use serde::de::DeserializeOwned;
 
@@ -89,9 +92,13 @@ impl Failed {
             timed_out: false,
         }
     }
-    fn transport(message: String, timed_out: bool) -> Self {
+    fn transport(message: String, timed_out: bool, source: Option<kube::Error>) -> Self {
+        let error = SourceError::new(ErrorKind::Unavailable, message);
         Failed {
-            error: SourceError::new(ErrorKind::Unavailable, message),
+            error: match source {
+                Some(e) => error.with_source(e),
+                None => error,
+            },
             retry_after: None,
             transport: true,
             timed_out,
@@ -216,7 +223,12 @@ impl LiveSource {
             })?;
         let work = async {
             let response = self.client.send(request).await.map_err(|e| {
-                Failed::transport(format!("GET {path}: {}", error_chain(&e)), is_timeout(&e))
+                let timed_out = is_timeout(&e);
+                Failed::transport(
+                    format!("GET {path}: {}", error_chain(&e)),
+                    timed_out,
+                    Some(e),
+                )
             })?;
             let status = response.status();
             let retry_after = response
@@ -226,9 +238,11 @@ impl LiveSource {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             let body = response.into_body().collect_bytes().await.map_err(|e| {
+                let timed_out = is_timeout(&e);
                 Failed::transport(
                     format!("GET {path}: reading the body: {}", error_chain(&e)),
-                    is_timeout(&e),
+                    timed_out,
+                    Some(e),
                 )
             })?;
             Ok((status, retry_after, body.to_vec()))
@@ -262,6 +276,7 @@ impl LiveSource {
                     crate::duration::format_run(timeout)
                 ),
                 true,
+                None,
             )),
         }
     }
@@ -294,10 +309,13 @@ impl LiveSource {
     }
 
     /// Every page of a list, each handed to `on_page`. Restarts on an expired
-    /// continue token after calling `on_restart`.
+    /// continue token after calling `on_restart`. The URL of each page,
+    /// `limit`, `continue` and `labelSelector` included, is kube's
+    /// ([`kube::core::Request::list`]), so the query is encoded as kube encodes it.
     async fn list_pages<T, F, R>(
         &self,
-        base: &str,
+        collection: &str,
+        label_selector: Option<&str>,
         mut on_page: F,
         mut on_restart: R,
     ) -> Result<(), SourceError>
@@ -306,18 +324,20 @@ impl LiveSource {
         F: FnMut(Vec<Item<T>>),
         R: FnMut(),
     {
+        let target = kube::core::Request::new(collection);
         let mut restarts = 0;
         let mut token: Option<String> = None;
         loop {
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let mut path = format!("{base}{sep}limit={}", self.config.page_size);
-            if let Some(t) = &token {
-                path.push_str("&continue=");
-                path.push_str(&encode_query(t));
-            }
+            let params = ListParams {
+                label_selector: label_selector.map(str::to_string),
+                limit: Some(self.config.page_size),
+                continue_token: token.clone(),
+                ..ListParams::default()
+            };
+            let path = request_path(collection, target.list(&params))?;
             match self.get_raw(&path).await? {
                 Answer::Body(body) => {
-                    let page: Page<T> = decode(base, &body)?;
+                    let page: Page<T> = decode(collection, &body)?;
                     on_page(page.items);
                     token = page
                         .metadata
@@ -331,7 +351,7 @@ impl LiveSource {
                 Answer::Gone(message)
                     if token.is_some() && restarts < self.config.list_restarts =>
                 {
-                    tracing::info!(path = base, %message, "continue token expired; restarting the list");
+                    tracing::info!(path = collection, %message, "continue token expired; restarting the list");
                     restarts += 1;
                     token = None;
                     on_restart();
@@ -340,18 +360,40 @@ impl LiveSource {
             }
         }
     }
+
+    /// One object of `collection`, `Ok(None)` when it does not exist.
+    async fn get_named<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        name: &str,
+    ) -> Result<Option<T>, SourceError> {
+        let request = kube::core::Request::new(collection).get(name, &GetParams::default());
+        match self
+            .get_json::<T>(&request_path(collection, request)?)
+            .await
+        {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl LiveSource {
     /// Every valid item of a (small) list; a restarted list starts over.
-    async fn collect<T>(&self, base: &str) -> Result<Vec<T>, SourceError>
+    async fn collect<T>(
+        &self,
+        collection: &str,
+        label_selector: &str,
+    ) -> Result<Vec<T>, SourceError>
     where
         Page<T>: DeserializeOwned,
     {
         // Both closures touch the output; a mutex keeps the future `Send`.
-        let out = std::sync::Mutex::new(Vec::new());
+        let out = Mutex::new(Vec::new());
         self.list_pages::<T, _, _>(
-            base,
+            collection,
+            Some(label_selector),
             |items| lock(&out).extend(items.into_iter().filter_map(|i| i.value.into_option())),
             || lock(&out).clear(),
         )
@@ -360,7 +402,7 @@ impl LiveSource {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -386,21 +428,24 @@ fn status_message(body: &[u8]) -> Option<String> {
         .filter(|m| !m.is_empty())
 }
 
-/// Percent-encode a query value (continue tokens are base64 with `=`, `+`, `/`).
-fn encode_query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+/// The path and query of a request built by kube (a name kube rejects, for
+/// instance, is an invalid question rather than a server answer).
+fn request_path(
+    collection: &str,
+    request: Result<Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<String, SourceError> {
+    request
+        .map(|r| r.uri().to_string())
+        .map_err(|e| SourceError::new(ErrorKind::Invalid, format!("{collection}: {e}")))
 }
 
-const FLUX_SELECTOR_QUERY: &str = "labelSelector=app.kubernetes.io%2Fpart-of%3Dflux";
+/// The label every Flux CRD and controller Deployment carries.
+const FLUX_SELECTOR: &str = "app.kubernetes.io/part-of=flux";
+
+/// The collection of CustomResourceDefinitions.
+fn crd_collection() -> String {
+    CustomResourceDefinition::url_path(&(), None)
+}
 
 impl Source for LiveSource {
     async fn server_version(&self) -> Result<ServerVersion, SourceError> {
@@ -413,7 +458,8 @@ impl Source for LiveSource {
         crate::lenient_struct!(Node);
         let count = std::sync::atomic::AtomicI64::new(0);
         self.list_pages::<Node, _, _>(
-            "/api/v1/nodes",
+            &k8s_openapi::api::core::v1::Node::url_path(&(), None),
+            None,
             |items| {
                 count.fetch_add(items.len() as i64, std::sync::atomic::Ordering::Relaxed);
             },
@@ -432,30 +478,22 @@ impl Source for LiveSource {
             #[serde(default)]
             metadata: crate::lenient::Lenient<Meta>,
         }
-        let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
-        match self.get_json::<Object>(&path).await {
-            Ok(obj) => Ok(Some(
-                obj.metadata
-                    .get()
-                    .and_then(|m| m.labels.get().cloned())
-                    .unwrap_or_default(),
-            )),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let crd = self.get_named::<Object>(&crd_collection(), name).await?;
+        Ok(crd.map(|obj| {
+            obj.metadata
+                .get()
+                .and_then(|m| m.labels.get().cloned())
+                .unwrap_or_default()
+        }))
     }
 
     async fn flux_crds(&self) -> Result<Vec<Crd>, SourceError> {
-        let base = format!(
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions?{FLUX_SELECTOR_QUERY}"
-        );
-        self.collect(&base).await
+        self.collect(&crd_collection(), FLUX_SELECTOR).await
     }
 
     async fn deployments(&self, namespace: &str) -> Result<Vec<Deployment>, SourceError> {
-        let base =
-            format!("/apis/apps/v1/namespaces/{namespace}/deployments?{FLUX_SELECTOR_QUERY}");
-        self.collect(&base).await
+        let collection = k8s_openapi::api::apps::v1::Deployment::url_path(&(), Some(namespace));
+        self.collect(&collection, FLUX_SELECTOR).await
     }
 
     async fn list_objects(
@@ -465,9 +503,10 @@ impl Source for LiveSource {
     ) -> Result<(), SourceError> {
         // The sink is borrowed by both closures; a mutex lets each take a turn
         // and keeps the future `Send`.
-        let sink = std::sync::Mutex::new(sink);
+        let sink = Mutex::new(sink);
         self.list_pages::<FluxObject, _, _>(
-            &kind.list_path(),
+            &kind.collection(None),
+            None,
             |items| {
                 let mut sink = lock(&sink);
                 for item in items {
@@ -485,14 +524,8 @@ impl Source for LiveSource {
         namespace: &str,
         name: &str,
     ) -> Result<Option<FluxObject>, SourceError> {
-        match self
-            .get_json::<FluxObject>(&kind.object_path(namespace, name))
-            .await
-        {
-            Ok(obj) => Ok(Some(obj)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let ns = kind.namespaced.then_some(namespace);
+        self.get_named(&kind.collection(ns), name).await
     }
 }
 
@@ -501,8 +534,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn continue_tokens_are_percent_encoded() {
-        assert_eq!(encode_query("eyJ2Ijo=+/"), "eyJ2Ijo%3D%2B%2F");
+    fn list_queries_are_kubes() {
+        let params = ListParams {
+            label_selector: Some(FLUX_SELECTOR.into()),
+            limit: Some(500),
+            continue_token: Some("eyJ2Ijo=+/".into()),
+            ..ListParams::default()
+        };
+        let path = request_path(
+            "/apis/apps/v1/namespaces/flux-system/deployments",
+            kube::core::Request::new("/apis/apps/v1/namespaces/flux-system/deployments")
+                .list(&params),
+        )
+        .unwrap();
+        // `?&` is how kube starts every list query; API servers ignore the empty pair.
+        assert_eq!(
+            path,
+            "/apis/apps/v1/namespaces/flux-system/deployments\
+             ?&labelSelector=app.kubernetes.io%2Fpart-of%3Dflux&limit=500&continue=eyJ2Ijo%3D%2B%2F"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_keeps_kubes_error_as_the_source() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let source = LiveSource::new(
+            Client::try_from(config).unwrap(),
+            LiveConfig {
+                attempts: 1,
+                ..LiveConfig::default()
+            },
+        );
+        let e = source.server_version().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        let cause = std::error::Error::source(&e).expect("the kube error is kept");
+        assert!(cause.is::<kube::Error>(), "{cause:?}");
+        assert!(e.message.starts_with("GET /version: "), "{}", e.message);
+    }
+
+    #[test]
+    fn a_name_kube_rejects_is_an_invalid_question() {
+        let e = request_path(
+            "/apis/x/v1/ys",
+            kube::core::Request::new("/apis/x/v1/ys").get("", &GetParams::default()),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`dump`]). The engine asks both the same questions.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::sync::Arc;
 
 use crate::crds::FluxKind;
 use crate::observed::{Crd, Deployment, FluxObject, ServerVersion};
@@ -11,12 +11,41 @@ pub mod dump;
 pub mod live;
 
 /// What went wrong with one read, classified so that the engine can tell a
-/// missing kind from a forbidden one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// missing kind from a forbidden one. The message is complete on its own (it
+/// goes into the FluxReport's Ready condition, causes included); the kube or
+/// I/O error it came from, when there is one, is kept as its
+/// [`source`](std::error::Error::source) for callers that inspect it.
+#[derive(Debug, Clone)]
 pub struct SourceError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Shared so that a failed section can keep its error next to its last good value.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+// By hand rather than with thiserror: its `#[source]` would hand out the `Arc`
+// itself, which cannot be downcast to the kube or I/O error inside.
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source: &(dyn std::error::Error + 'static) = self.source.as_deref()?;
+        Some(source)
+    }
+}
+
+/// Errors are equal when they read the same: the source is already in the message.
+impl PartialEq for SourceError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for SourceError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -37,20 +66,18 @@ impl SourceError {
         SourceError {
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+    /// Keep the error this one came from.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
     }
 }
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SourceError {}
 
 /// Receives the objects of one kind as they are read, page by page.
 pub trait ObjectSink {
