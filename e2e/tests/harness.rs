@@ -172,3 +172,16 @@ async fn without_a_deployment_controller_the_harness_writes_ready_and_unready_st
         "False"
     );
 }
+
+// Here rather than in `common/prom.rs`, so that it runs once, not in every test binary.
+#[test]
+fn parses_labels_with_escapes_and_no_labels() {
+    let s = common::prom::parse(
+        "# HELP x y\nflux_resource_info{kind=\"Git\",name=\"a\\\"b\",url=\"\"} 1\nup 0\n",
+    )
+    .unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].label("name"), "a\"b");
+    assert_eq!(s[0].label("url"), "");
+    assert_eq!(s[1].name, "up");
+}

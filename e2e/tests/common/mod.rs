@@ -6,6 +6,7 @@ pub mod env;
 pub mod poll;
 pub mod process;
 pub mod prom;
+pub mod scenario;
 
 pub use env::{Env, Stats, condition};
 pub use poll::{ensure, eventually};
