@@ -24,8 +24,8 @@ use std::time::Duration;
 use common::env::{documents, fixture};
 use common::process::free_addr;
 use common::prom::http_get;
-use common::receiver::Receiver;
 use common::{Env, OperatorOpts, ensure, eventually};
+use flux_reporter_e2e::Receiver;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -221,7 +221,7 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
     let mut opts = OperatorOpts::every("1s");
     opts.args.push("--legacy-metrics".into());
     let op = env.start_operator(opts).await;
-    let webhook = Receiver::start().await;
+    let webhook = Receiver::start().await.expect("start the webhook receiver");
 
     // Alertmanager with the example route.
     let am_addr = free_addr();

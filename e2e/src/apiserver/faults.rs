@@ -11,6 +11,7 @@ use super::Shared;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PathMatch {
     Any,
+    Exact(String),
     Prefix(String),
     Contains(String),
 }
@@ -86,6 +87,12 @@ impl Fault {
     /// Only requests with this HTTP method (`GET`, `PATCH`, ...).
     pub fn method(mut self, method: &str) -> Fault {
         self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Only requests for exactly this path (e.g. one namespace, not the objects in it).
+    pub fn path(mut self, path: &str) -> Fault {
+        self.path = PathMatch::Exact(path.to_string());
         self
     }
 
@@ -325,6 +332,7 @@ impl Faults {
             }
             let path_ok = match &f.path {
                 PathMatch::Any => true,
+                PathMatch::Exact(p) => path == p.as_str(),
                 PathMatch::Prefix(p) => path.starts_with(p.as_str()),
                 PathMatch::Contains(s) => path.contains(s.as_str()),
             };

@@ -1,11 +1,12 @@
 //! The end-to-end harness: an environment per test (API, namespace, fixtures), the operator as a
-//! real process, a notification receiver, a metrics scraper and polling.
+//! real process (with its notification receiver, `flux_reporter_e2e::Receiver`), a metrics
+//! scraper and polling.
 
 pub mod env;
 pub mod poll;
 pub mod process;
 pub mod prom;
-pub mod receiver;
+pub mod scenario;
 
 pub use env::{Env, Stats, condition};
 pub use poll::{ensure, eventually};

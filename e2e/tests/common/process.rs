@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::prom::{self, Sample};
-use super::receiver::Receiver;
+use flux_reporter_e2e::Receiver;
 
 /// The binary under test.
 pub fn binary() -> PathBuf {
@@ -85,7 +85,9 @@ impl Operator {
         dir: &Path,
         opts: &OperatorOpts,
     ) -> Operator {
-        let receiver = Receiver::start().await;
+        let receiver = Receiver::start()
+            .await
+            .expect("start the notification receiver");
         let metrics_addr = free_addr();
         let health_addr = free_addr();
         let log = dir.join(format!("{}.log", opts.pod_name));

@@ -128,14 +128,3 @@ fn parse_line(line: &str) -> Option<Sample> {
         value,
     })
 }
-
-#[test]
-fn parses_labels_with_escapes_and_no_labels() {
-    let s =
-        parse("# HELP x y\nflux_resource_info{kind=\"Git\",name=\"a\\\"b\",url=\"\"} 1\nup 0\n")
-            .unwrap();
-    assert_eq!(s.len(), 2);
-    assert_eq!(s[0].label("name"), "a\"b");
-    assert_eq!(s[0].label("url"), "");
-    assert_eq!(s[1].name, "up");
-}

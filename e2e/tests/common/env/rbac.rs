@@ -1,0 +1,202 @@
+//! The operator's credentials: the admin kubeconfig, or on a real cluster the project RBAC
+//! (`config/rbac`) with a ServiceAccount token; and forbidding a kind, by a fault on the double or
+//! by RBAC on a real cluster.
+
+use std::path::PathBuf;
+
+use flux_reporter_e2e::MuteProxy;
+use flux_reporter_e2e::apiserver::Fault;
+use serde_json::{Value, json};
+
+use super::kubeconfig::{write_proxied_kubeconfig, write_token_kubeconfig};
+use super::{
+    CLUSTER_SCOPED, Env, HELM_REPOSITORIES, documents, lock, manifest_dir, rbac_requested, resource,
+};
+use crate::common::process::{Operator, OperatorOpts};
+
+/// The project RBAC applied for this test (real cluster only).
+pub(super) struct Rbac {
+    pub(super) kubeconfig: PathBuf,
+    pub(super) cluster_role: Value,
+}
+
+impl Env {
+    /// Makes listing HelmRepositories fail with 403 for the operator: a fault on the double; on a
+    /// real cluster, the project ClusterRole without `helmrepositories` (the operator must run
+    /// with the project RBAC: [`OperatorOpts::project_rbac`]).
+    pub async fn forbid_helm_repositories(&self) {
+        if let Some(double) = &self.double {
+            let message = format!(
+                "helmrepositories.source.toolkit.fluxcd.io is forbidden: User \"system:serviceaccount:{}:flux-reporter\" cannot list resource \"helmrepositories\" in API group \"source.toolkit.fluxcd.io\" at the cluster scope",
+                self.ns
+            );
+            let id = double.faults().inject(
+                Fault::status(403)
+                    .method("GET")
+                    .path_prefix(HELM_REPOSITORIES)
+                    .message(&message),
+            );
+            lock(&self.faults).push(id);
+            return;
+        }
+        let rbac = self.rbac.lock().await;
+        let rbac = rbac.as_ref().expect(
+            "forbid_helm_repositories on a real cluster needs the operator under the project RBAC",
+        );
+        let mut role = rbac.cluster_role.clone();
+        for rule in role["rules"].as_array_mut().into_iter().flatten() {
+            if let Some(resources) = rule["resources"].as_array_mut() {
+                resources.retain(|r| r != "helmrepositories");
+            }
+        }
+        self.apply(role).await;
+    }
+
+    /// Undoes [`Env::forbid_helm_repositories`].
+    pub async fn allow_helm_repositories(&self) {
+        if let Some(double) = &self.double {
+            for id in lock(&self.faults).drain(..) {
+                double.faults().remove(id);
+            }
+            return;
+        }
+        let role = self
+            .rbac
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.cluster_role.clone());
+        if let Some(role) = role {
+            self.apply(role).await;
+        }
+    }
+
+    /// Starts a replica of the operator for the namespace. On a real cluster with the project
+    /// RBAC (`E2E_RBAC=1` or `opts.project_rbac`), it runs as the ServiceAccount of
+    /// `config/rbac`, with a token from the TokenRequest API.
+    pub async fn start_operator(&self, opts: OperatorOpts) -> Operator {
+        let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
+            self.project_rbac_kubeconfig().await
+        } else {
+            self.kubeconfig.clone()
+        };
+        Operator::start(&kubeconfig, &self.ns, &self.dir, &opts).await
+    }
+
+    /// Starts a replica that reaches the API server through `proxy` (which forwards to
+    /// [`Env::api_upstream`]), with the kubeconfig [`Env::start_operator`] would use.
+    pub async fn start_operator_through(&self, proxy: &MuteProxy, opts: OperatorOpts) -> Operator {
+        let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
+            self.project_rbac_kubeconfig().await
+        } else {
+            self.kubeconfig.clone()
+        };
+        let through = self
+            .dir
+            .join(format!("kubeconfig-via-{}", proxy.addr().port()));
+        write_proxied_kubeconfig(&kubeconfig, &through, proxy.addr());
+        Operator::start(&through, &self.ns, &self.dir, &opts).await
+    }
+
+    /// Applies `config/rbac` for the test namespace (cluster-scoped names suffixed with it) and
+    /// returns a kubeconfig that authenticates as its ServiceAccount.
+    async fn project_rbac_kubeconfig(&self) -> PathBuf {
+        let mut rbac = self.rbac.lock().await;
+        if let Some(r) = rbac.as_ref() {
+            return r.kubeconfig.clone();
+        }
+        let dir = manifest_dir().join("../config/rbac");
+        let kustomization = documents(&dir.join("kustomization.yaml"), &[]);
+        let files: Vec<String> = kustomization[0]["resources"]
+            .as_array()
+            .expect("config/rbac/kustomization.yaml resources")
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        let suffix = format!("-{}", self.ns);
+        let mut service_account = None;
+        let mut cluster_role = None;
+        for file in files {
+            for mut doc in documents(&dir.join(&file), &[]) {
+                let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+                if CLUSTER_SCOPED.contains(&kind.as_str()) {
+                    let name = format!(
+                        "{}{suffix}",
+                        doc["metadata"]["name"].as_str().unwrap_or_default()
+                    );
+                    doc["metadata"]["name"] = json!(name);
+                } else {
+                    doc["metadata"]["namespace"] = json!(self.ns);
+                }
+                if doc["roleRef"]["kind"] == "ClusterRole" {
+                    let name = format!(
+                        "{}{suffix}",
+                        doc["roleRef"]["name"].as_str().unwrap_or_default()
+                    );
+                    doc["roleRef"]["name"] = json!(name);
+                }
+                for s in doc["subjects"].as_array_mut().into_iter().flatten() {
+                    if s["kind"] == "ServiceAccount" {
+                        s["namespace"] = json!(self.ns);
+                    }
+                }
+                match kind.as_str() {
+                    "ServiceAccount" => {
+                        service_account = doc["metadata"]["name"].as_str().map(str::to_string)
+                    }
+                    // The operator's own ClusterRole: the one bound to its ServiceAccount.
+                    "ClusterRole"
+                        if doc["metadata"]["name"] == format!("flux-reporter{suffix}") =>
+                    {
+                        cluster_role = Some(doc.clone())
+                    }
+                    _ => {}
+                }
+                if CLUSTER_SCOPED.contains(&kind.as_str()) {
+                    let ar = resource(doc["apiVersion"].as_str().unwrap_or_default(), &kind);
+                    let name = doc["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    lock(&self.cluster_objects).push((ar, name));
+                }
+                self.apply(doc).await;
+            }
+        }
+        let service_account = service_account.expect("config/rbac has a ServiceAccount");
+        let cluster_role = cluster_role.expect("config/rbac has the ClusterRole flux-reporter");
+        let token = self.token_for(&service_account).await;
+        let kubeconfig = self.dir.join("kubeconfig-project-rbac");
+        write_token_kubeconfig(&self.kubeconfig, &kubeconfig, &token, &self.ns);
+        *rbac = Some(Rbac {
+            kubeconfig: kubeconfig.clone(),
+            cluster_role,
+        });
+        kubeconfig
+    }
+
+    /// A token for a ServiceAccount of the namespace (TokenRequest API).
+    async fn token_for(&self, service_account: &str) -> String {
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        });
+        let request = http::Request::post(format!(
+            "/api/v1/namespaces/{}/serviceaccounts/{service_account}/token",
+            self.ns
+        ))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&body).expect("TokenRequest JSON"))
+        .expect("a TokenRequest");
+        let answer: Value = self
+            .client
+            .request(request)
+            .await
+            .unwrap_or_else(|e| panic!("TokenRequest for {service_account}: {e}"));
+        answer["status"]["token"]
+            .as_str()
+            .expect("a token in the TokenRequest status")
+            .to_string()
+    }
+}

@@ -1,0 +1,58 @@
+//! `flux-reporter run` end to end under the project's own RBAC (`config/rbac`, a ServiceAccount
+//! token): every kind of write goes through and nothing is forbidden. Only a real API server
+//! enforces RBAC, so this runs only with `E2E_KUBECONFIG` (it is ignored otherwise: run it with
+//! `cargo nextest run --run-ignored all`).
+//!
+//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
+//! cluster: see e2e/README.md ("Against a real cluster").
+
+// The shared harness: each test binary uses only part of it.
+#[allow(dead_code, unused_imports)]
+mod common;
+
+use common::env::real_cluster;
+use common::scenario::*;
+use common::{Env, OperatorOpts, ensure, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs E2E_KUBECONFIG: runs the operator under config/rbac, which only a real API server enforces (the double authorizes everything)"]
+async fn operator_runs_with_only_the_project_rbac() {
+    assert!(
+        real_cluster().is_some(),
+        "operator_runs_with_only_the_project_rbac needs a real cluster (E2E_KUBECONFIG): on the \
+         double every request is allowed, so it would prove nothing"
+    );
+    let env = Env::with_flux("operator_runs_with_only_the_project_rbac").await;
+    let mut opts = OperatorOpts::every("1s").leader_elect("rbac");
+    opts.project_rbac = Some(true);
+    let op = env.start_operator(opts).await;
+    let env = &env;
+    wait_full_report(env, &[]).await;
+    // Every kind of write: the report, the instance status, events, the lease.
+    env.set_component_ready("helm-controller", false).await;
+    eventually("a Warning event", soon(env), || async move {
+        ensure(!instance_events(env, "Warning").await.is_empty(), || {
+            "none yet".into()
+        })
+    })
+    .await;
+    env.set_component_ready("helm-controller", true).await;
+    eventually("a Normal event", soon(env), || async move {
+        ensure(!instance_events(env, "Normal").await.is_empty(), || {
+            "none yet".into()
+        })
+    })
+    .await;
+    more_runs(env, &op, 3).await;
+    assert!(env.lease().await.is_some(), "the Lease was written");
+    let log = op.log_text();
+    let forbidden: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden"))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden under config/rbac:\n{}",
+        forbidden.join("\n")
+    );
+}
