@@ -117,7 +117,7 @@ fn slow_clock_holder(server: &ApiServer, behind: Duration) -> JoinHandle<()> {
 /// release on shutdown (client-go's `ReleaseOnCancel`) does not hand over quickly: with our
 /// 15 s lease renewed every 2 s, the follower waits 13-15 s. Our elector retries every 2 s and
 /// takes a released Lease on its next attempt (`shutdown_releases_and_the_other_takes_over_at_once`
-/// in leader.rs; `sigterm_releases_the_lease` in e2e/tests/operator.rs needs it under 8 s).
+/// in leader.rs; `sigterm_releases_the_lease` in e2e/tests/operator_leader.rs needs it under 8 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crate_follower_waits_out_a_released_lease() {
     let server = ApiServer::start().await.expect("server");
