@@ -70,7 +70,7 @@ fn a_billion_laughs_is_refused_quickly() {
         String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\nl0: &l0 lol\n");
     for i in 1..10 {
         let prev = format!("*l{}", i - 1);
-        let row = vec![prev.as_str(); 10].join(", ");
+        let row = [prev.as_str(); 10].join(", ");
         text.push_str(&format!("l{i}: &l{i} [{row}]\n"));
     }
     let started = std::time::Instant::now();

@@ -95,7 +95,7 @@ pub async fn compute(args: &SourceArgs) -> anyhow::Result<Outcome> {
     let opts = options(args);
     match &args.from {
         Some(path) => {
-            let dump = load_dump(path)?;
+            let dump = load_dump(path, args.max_dump_size)?;
             Ok(flux_reporter_report::compute(&dump, &opts).await)
         }
         None => {
@@ -112,8 +112,9 @@ pub async fn compute(args: &SourceArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-fn load_dump(path: &Path) -> anyhow::Result<DumpSource> {
-    let dump = DumpSource::load(path)?;
+fn load_dump(path: &Path, max_bytes: u64) -> anyhow::Result<DumpSource> {
+    let limits = flux_reporter_report::source::dump::Limits { max_bytes };
+    let dump = DumpSource::load_with(path, limits)?;
     for w in dump.warnings() {
         eprintln!("warning: {w}");
     }
