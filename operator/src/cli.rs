@@ -124,6 +124,10 @@ pub struct SourceArgs {
     /// instead of the cluster.
     #[arg(long = "from", env = "DUMP_FILE", value_name = "FILE")]
     pub from: Option<PathBuf>,
+    /// Refuse a dump larger than this many bytes.
+    #[arg(long, env = "MAX_DUMP_SIZE", value_name = "BYTES",
+          default_value_t = flux_reporter_report::source::dump::DEFAULT_MAX_DUMP_SIZE)]
+    pub max_dump_size: u64,
     /// Namespace of the Flux installation.
     #[arg(
         long,

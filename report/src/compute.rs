@@ -358,7 +358,23 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
 
     // 4. Components.
     match source.deployments(&opts.namespace).await {
-        Ok(list) => out.spec.components = components::components(&list),
+        Ok(list) => {
+            for d in list.iter().filter(|d| d.invalid_fields > 0) {
+                out.malformed_total += 1;
+                if out.malformed.len() < opts.max_malformed {
+                    let meta = d.metadata.get();
+                    out.malformed.push(Malformed {
+                        kind: "Deployment".into(),
+                        namespace: meta
+                            .map(|m| m.namespace.str().to_string())
+                            .unwrap_or_default(),
+                        name: meta.map(|m| m.name.str().to_string()).unwrap_or_default(),
+                        invalid_fields: d.invalid_fields,
+                    });
+                }
+            }
+            out.spec.components = components::components(&list);
+        }
         Err(e) => fail(
             &mut out,
             Section::Components,

@@ -26,7 +26,7 @@ fn note_invalid() {
     INVALID_FIELDS.with(|c| c.set(c.get().saturating_add(1)));
 }
 
-fn invalid_count() -> u32 {
+pub(crate) fn invalid_count() -> u32 {
     INVALID_FIELDS.with(Cell::get)
 }
 

@@ -313,6 +313,21 @@ pub struct Deployment {
     pub spec: Lenient<DeploymentSpec>,
     #[serde(default)]
     pub status: Lenient<DeploymentStatus>,
+    /// Fields read with the wrong type: Deployments come back as a `Vec`,
+    /// not as list items, so the count travels with the object to be
+    /// reported as malformed like any Flux object.
+    #[serde(skip)]
+    pub invalid_fields: u32,
+}
+
+impl<'de> crate::lenient::Target<'de> for Deployment {
+    const EXPECTED: &'static str = "an object";
+    fn from_map<A: serde::de::MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        let before = crate::lenient::invalid_count();
+        let mut d = Deployment::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        d.invalid_fields = crate::lenient::invalid_count().wrapping_sub(before);
+        Ok(Some(d))
+    }
 }
 
 #[derive(Deserialize, Default, Clone, Debug)]
@@ -364,7 +379,6 @@ pub struct DeploymentStatus {
 }
 
 lenient_struct!(
-    Deployment,
     DeploymentSpec,
     PodTemplate,
     PodSpec,

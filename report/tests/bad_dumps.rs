@@ -190,10 +190,19 @@ fn a_dump_without_crds_fails_those_sections_and_says_what_to_add() {
 
 #[test]
 fn garbage_bytes_are_an_error_not_a_panic() {
-    let err = DumpSource::from_bytes("g.bin", &[0xff, 0x00, 0x12, 0x80, b':', b'{']).unwrap_err();
+    let err = DumpSource::from_bytes("g.bin", &[0xff, 0x01, 0x12, 0x80, b':', b'{']).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("dump g.bin holds no Kubernetes objects"),
         "{err}"
+    );
+}
+
+#[test]
+fn binary_data_is_refused_at_the_first_nul_byte() {
+    let err = DumpSource::from_bytes("g.bin", &[0xff, 0x00, 0x12, 0x80, b':', b'{']).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "dump g.bin holds a NUL byte at byte 1: it is binary data, not YAML or JSON"
     );
 }

@@ -128,7 +128,7 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
     let opts = options(args);
     match &args.from {
         Some(path) => {
-            let dump = load_dump(path)?;
+            let dump = load_dump(path, args.max_dump_size)?;
             Ok(flux_reporter_report::compute(&dump, &opts).await)
         }
         None => {
@@ -145,8 +145,9 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
     }
 }
 
-fn load_dump(path: &Path) -> Result<DumpSource, CliError> {
-    let dump = DumpSource::load(path)?;
+fn load_dump(path: &Path, max_bytes: u64) -> Result<DumpSource, CliError> {
+    let limits = flux_reporter_report::source::dump::Limits { max_bytes };
+    let dump = DumpSource::load_with(path, limits)?;
     for w in dump.warnings() {
         eprintln!("warning: {w}");
     }
