@@ -14,18 +14,11 @@ mod common;
 use std::time::Duration;
 
 use common::env::REQUESTED_AT;
-use common::{Env, Operator, OperatorOpts, condition, ensure, eventually};
+use common::scenario::{more_runs, ready_of, soon};
+use common::{Env, Operator, OperatorOpts, ensure, eventually};
 use serde_json::{Value, json};
 
 const INSTANCE: (&str, &str) = ("fluxcd.controlplane.io/v1", "FluxInstance");
-
-fn soon(env: &Env) -> Duration {
-    if env.real {
-        Duration::from_secs(60)
-    } else {
-        Duration::from_secs(10)
-    }
-}
 
 /// A Ready condition as a person or a restore tool writes it.
 fn ready_true_status() -> Value {
@@ -36,10 +29,6 @@ fn ready_true_status() -> Value {
         "message": "ok",
         "lastTransitionTime": "2026-11-30T10:00:00Z",
     }]})
-}
-
-fn ready_of(obj: &Value) -> Value {
-    condition(obj, "Ready").cloned().unwrap_or(Value::Null)
 }
 
 /// The managers that own a field of the object's status.
@@ -59,17 +48,6 @@ async fn events_of(env: &Env, kind: &str, type_: &str) -> Vec<Value> {
         .into_iter()
         .filter(|e| e["type"] == type_)
         .collect()
-}
-
-async fn more_runs(env: &Env, op: &Operator, n: usize) {
-    let target = op.runs().len() + n;
-    eventually(&format!("{n} more report runs"), soon(env), || async move {
-        op.assert_alive();
-        ensure(op.runs().len() >= target, || {
-            format!("{} runs so far", op.runs().len())
-        })
-    })
-    .await;
 }
 
 /// Asks for a run now, as a user would after breaking something.
