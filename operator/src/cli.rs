@@ -37,10 +37,16 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Namespace of the Flux installation and of the FluxReport.
-    #[arg(long, env = "RUNTIME_NAMESPACE", default_value = "flux-system")]
+    #[arg(
+        long,
+        short = 'n',
+        env = "RUNTIME_NAMESPACE",
+        default_value = "flux-system",
+        value_parser = parse_namespace
+    )]
     pub namespace: String,
-    /// How often the report is recomputed (e.g. 30s, 5m, 1h).
-    #[arg(long, env = "REPORTING_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    /// How often the report is recomputed (e.g. 30s, 5m, 1h; at least 1s).
+    #[arg(long, env = "REPORTING_INTERVAL", default_value = "5m", value_parser = parse_interval)]
     pub reporting_interval: Duration,
     /// Address of the Prometheus metrics endpoint.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
@@ -133,7 +139,8 @@ pub struct SourceArgs {
         long,
         short = 'n',
         env = "RUNTIME_NAMESPACE",
-        default_value = "flux-system"
+        default_value = "flux-system",
+        value_parser = parse_namespace
     )]
     pub namespace: String,
     /// Name of the root Kustomization of the cluster sync (default: from the
@@ -172,11 +179,50 @@ pub struct VersionArgs {
         long,
         short = 'n',
         env = "RUNTIME_NAMESPACE",
-        default_value = "flux-system"
+        default_value = "flux-system",
+        value_parser = parse_namespace
     )]
     pub namespace: String,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// The shortest reporting interval: a report run lists every Flux object, so
+/// anything faster only loads the API server (and a typo such as `1ms` would
+/// spin).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A reporting interval: a duration of at least [`MIN_INTERVAL`].
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_INTERVAL {
+        return Err(format!(
+            "interval {s:?} is shorter than the minimum of {}s",
+            MIN_INTERVAL.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// A namespace name: a DNS-1123 label (lower-case letters, digits and `-`,
+/// starting and ending with a letter or digit, at most 63 characters).
+pub fn parse_namespace(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if valid {
+        Ok(s.to_string())
+    } else if s.is_empty() {
+        Err("the namespace must not be empty".into())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lower-case letters, digits and '-', \
+             at most 63 characters)"
+        ))
+    }
 }
 
 /// A Go-style duration: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`. Must be positive.
@@ -216,6 +262,33 @@ mod tests {
         assert_eq!(parse_flag("yes"), Ok(true));
         assert_eq!(parse_flag(""), Ok(false));
         assert!(parse_flag("maybe").is_err());
+    }
+
+    #[test]
+    fn the_interval_has_a_floor_of_one_second() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        let err = parse_interval("1ms").unwrap_err();
+        assert!(err.contains("shorter than the minimum of 1s"), "{err}");
+        assert!(parse_interval("999ms").is_err());
+    }
+
+    #[test]
+    fn an_empty_or_invalid_namespace_is_rejected() {
+        assert_eq!(parse_namespace("flux-system").as_deref(), Ok("flux-system"));
+        assert_eq!(
+            parse_namespace(""),
+            Err("the namespace must not be empty".to_string())
+        );
+        for bad in [
+            "Flux",
+            "flux_system",
+            "-flux",
+            "flux-",
+            "a/b",
+            &"x".repeat(64),
+        ] {
+            assert!(parse_namespace(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

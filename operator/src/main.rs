@@ -12,6 +12,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => code,
+        // The reader of stdout went away: nothing to say, as Unix tools do.
+        Err(commands::CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", error_chain(&err));
             ExitCode::from(2)

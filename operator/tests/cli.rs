@@ -174,3 +174,37 @@ fn a_bad_reporting_interval_is_rejected_at_start() {
         stderr(&out)
     );
 }
+
+/// Runs the binary with its stdout a pipe whose reading end is already closed
+/// (`flux-reporter … | true` where `true` has gone).
+fn run_into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let child = Command::new(env!("CARGO_BIN_EXE_flux-reporter"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUNTIME_NAMESPACE")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run flux-reporter");
+    child.wait_with_output().expect("wait for flux-reporter")
+}
+
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
+    for args in [
+        vec!["version", "--client"],
+        vec!["crds"],
+        vec!["report", "--from", "examples/flux-cluster-dump.yaml"],
+        vec!["stats", "--from", "examples/flux-cluster-dump.yaml"],
+    ] {
+        let out = run_into_a_closed_pipe(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked") && !stderr(&out).contains("Broken pipe"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

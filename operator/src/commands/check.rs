@@ -18,7 +18,7 @@ pub async fn run(args: SourceArgs) -> Result<ExitCode, super::CliError> {
         }
     };
     let health = health::assess(&outcome);
-    print!("{}", summary(&args.namespace, &outcome, &health));
+    super::out(&summary(&args.namespace, &outcome, &health))?;
     Ok(ExitCode::from(match health.verdict {
         Verdict::Healthy => 0,
         Verdict::Unhealthy => 1,

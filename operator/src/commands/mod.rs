@@ -53,6 +53,12 @@ pub enum CliError {
     Json(#[source] serde_json::Error),
     #[error("the report has no reconciler statistics yet")]
     NoStatistics,
+    /// Whoever read stdout went away (`flux-reporter report | head`): not an
+    /// error worth a message; `main` exits quietly, as Unix tools do.
+    #[error("stdout was closed")]
+    StdoutClosed,
+    #[error("cannot write to stdout")]
+    Stdout(#[source] std::io::Error),
     /// The operator (`run`) ended with an error.
     #[error(transparent)]
     Run(anyhow::Error),
@@ -61,7 +67,7 @@ pub enum CliError {
 pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Crds => {
-            print!("{}", flux_reporter_api::crds::all_yaml());
+            out(&flux_reporter_api::crds::all_yaml())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +82,19 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Check(args) => runtime()?.block_on(check::run(args)),
         Command::Version(args) => runtime()?.block_on(version::run(args)),
     }
+}
+
+/// Print to stdout. A closed pipe is [`CliError::StdoutClosed`], not a panic.
+pub fn out(text: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::StdoutClosed,
+            _ => CliError::Stdout(e),
+        })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -35,6 +35,6 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, super::CliError> {
             serde_json::to_string_pretty(&report).map_err(super::CliError::Json)? + "\n"
         }
     };
-    print!("{text}");
+    super::out(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,7 @@ pub async fn run(args: SourceArgs) -> Result<ExitCode, super::CliError> {
     if reconcilers.is_empty() {
         return Err(super::CliError::NoStatistics);
     }
-    print!("{}", table(&reconcilers));
+    super::out(&table(&reconcilers))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,16 +7,16 @@ use crate::build_info;
 use crate::cli::VersionArgs;
 
 pub async fn run(args: VersionArgs) -> Result<ExitCode, super::CliError> {
-    println!("client: {}", build_info::version());
+    super::out(&format!("client: {}\n", build_info::version()))?;
     if args.client {
         return Ok(ExitCode::SUCCESS);
     }
     let report = super::read_report(&args.api, &args.namespace).await?;
     if let Some(op) = &report.spec.operator {
-        println!("server: {}", op.version);
+        super::out(&format!("server: {}\n", op.version))?;
     }
     if let Some(v) = &report.spec.distribution.version {
-        println!("distribution: {v}");
+        super::out(&format!("distribution: {v}\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

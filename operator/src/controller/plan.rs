@@ -61,11 +61,12 @@ pub fn is_disabled(report: &FluxReport) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case(RECONCILE_DISABLED))
 }
 
-/// The per-object interval, or the global one when absent or invalid.
+/// The per-object interval, or the global one when absent, invalid or below
+/// the minimum interval.
 pub fn interval_of(report: &FluxReport, global: Duration) -> Duration {
     annotation(report, RECONCILE_EVERY_ANNOTATION)
         .and_then(|v| flux_reporter_report::duration::parse(v).ok())
-        .filter(|d| !d.is_zero())
+        .filter(|d| *d >= crate::cli::MIN_INTERVAL)
         .unwrap_or(global)
 }
 
@@ -101,6 +102,7 @@ mod tests {
         assert_eq!(every("30s"), Duration::from_secs(30));
         assert_eq!(every("soon"), GLOBAL);
         assert_eq!(every("0s"), GLOBAL);
+        assert_eq!(every("10ms"), GLOBAL, "below the 1s minimum");
         assert_eq!(run_plan(&[], None).interval, GLOBAL);
     }
 
