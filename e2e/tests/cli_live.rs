@@ -158,3 +158,28 @@ async fn stats_and_version_read_the_fluxreport_in_the_cluster() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incomplete_report_is_printed_and_exits_1_naming_what_could_not_be_read() {
+    let c = cluster().await;
+    c.server.faults().inject(
+        flux_reporter_e2e::apiserver::Fault::status(403)
+            .path_prefix("/apis/apps/v1/namespaces/flux-system/deployments"),
+    );
+    let out = run(&c, &["report", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is printed");
+    let ready = report["status"]["conditions"][0].clone();
+    assert_eq!(ready["reason"], "ReportIncomplete", "{ready}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Report incomplete, could not read: components: "),
+        "{message}"
+    );
+    assert!(!message.contains("last good values"), "{message}");
+    assert!(
+        text(&out.stderr).contains("warning: components: "),
+        "{}",
+        text(&out.stderr)
+    );
+}

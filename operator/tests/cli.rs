@@ -106,7 +106,11 @@ fn check_on_the_sample_dump_is_unhealthy_and_names_failing_objects() {
         "{text}"
     );
     assert!(text.contains("HelmRelease "), "{text}");
-    assert!(text.trim_end().ends_with("problems"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("\nunhealthy: 10 failing objects, 1 component not ready"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -571,6 +571,16 @@ pub struct Readiness {
 
 impl Outcome {
     pub fn readiness(&self) -> Readiness {
+        self.readiness_given(true)
+    }
+
+    /// The Ready condition of a one-shot report, which has no earlier values
+    /// to keep: an incomplete one names what could not be read.
+    pub fn readiness_one_shot(&self) -> Readiness {
+        self.readiness_given(false)
+    }
+
+    fn readiness_given(&self, last_good_kept: bool) -> Readiness {
         use flux_reporter_api::constants::{REPORT_INCOMPLETE_REASON, SUCCEEDED_REASON};
         let mut message = format!(
             "Reporting finished in {}",
@@ -588,10 +598,17 @@ impl Outcome {
             };
         }
         let failed: Vec<String> = self.failures.iter().map(Failure::to_string).collect();
-        message = format!(
-            "Report incomplete, last good values kept for: {}. {message}",
-            failed.join("; ")
-        );
+        message = if last_good_kept {
+            format!(
+                "Report incomplete, last good values kept for: {}. {message}",
+                failed.join("; ")
+            )
+        } else {
+            format!(
+                "Report incomplete, could not read: {}. {message}",
+                failed.join("; ")
+            )
+        };
         for note in &self.notes {
             message.push_str("; ");
             message.push_str(note);

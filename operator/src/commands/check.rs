@@ -4,8 +4,8 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use flux_reporter_report::Outcome;
 use flux_reporter_report::health::{self, Health, Verdict};
+use flux_reporter_report::{Outcome, Section};
 
 use crate::cli::SourceArgs;
 
@@ -47,16 +47,22 @@ pub fn summary(namespace: &str, outcome: &Outcome, health: &Health) -> String {
     }
     let _ = writeln!(out, "{head}");
 
+    // What could not be read is never ticked: it gets a `?`.
     let ready = spec.components.iter().filter(|c| c.ready).count();
+    let not_ready = spec.components.len() - ready;
     let mark = |ok: bool| if ok { "✔" } else { "✗" };
-    let _ = writeln!(
-        out,
-        "{} components: {ready}/{} ready",
-        mark(ready == spec.components.len() && ready > 0),
-        spec.components.len()
-    );
-    for c in spec.components.iter().filter(|c| !c.ready) {
-        let _ = writeln!(out, "    {}: {}", c.name, c.status);
+    if outcome.failed(Section::Components) {
+        let _ = writeln!(out, "? components: could not be read");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} components: {ready}/{} ready",
+            mark(ready == spec.components.len() && ready > 0),
+            spec.components.len()
+        );
+        for c in spec.components.iter().filter(|c| !c.ready) {
+            let _ = writeln!(out, "    {}: {}", c.name, c.status);
+        }
     }
 
     let failing: i64 = spec.reconcilers.iter().map(|r| r.stats.failing).sum();
@@ -67,11 +73,25 @@ pub fn summary(namespace: &str, outcome: &Outcome, health: &Health) -> String {
         .count();
     let running: i64 = spec.reconcilers.iter().map(|r| r.stats.running).sum();
     let suspended: i64 = spec.reconcilers.iter().map(|r| r.stats.suspended).sum();
-    let _ = writeln!(
-        out,
-        "{} reconcilers: {running} running, {failing} failing in {kinds} kinds, {suspended} suspended",
-        mark(failing == 0)
-    );
+    let unread_kinds = outcome.failed_kinds().len();
+    if outcome.failed(Section::Crds) {
+        let _ = writeln!(out, "? reconcilers: could not be read (no Flux CRDs)");
+    } else {
+        let reconcilers_mark = if failing > 0 {
+            "✗"
+        } else if unread_kinds > 0 {
+            "?"
+        } else {
+            "✔"
+        };
+        let mut line = format!(
+            "{reconcilers_mark} reconcilers: {running} running, {failing} failing in {kinds} kinds, {suspended} suspended"
+        );
+        if unread_kinds > 0 {
+            let _ = write!(line, " ({unread_kinds} kinds could not be read)");
+        }
+        let _ = writeln!(out, "{line}");
+    }
     const SHOWN: usize = 8;
     let shown = outcome.failing_objects.len().min(SHOWN);
     for f in &outcome.failing_objects[..shown] {
@@ -91,6 +111,7 @@ pub fn summary(namespace: &str, outcome: &Outcome, health: &Health) -> String {
             let status = s.status.lines().collect::<Vec<_>>().join(" / ");
             let _ = writeln!(out, "{} sync {}: {status}", mark(s.ready), s.id);
         }
+        None if outcome.failed(Section::Sync) => {}
         None => {
             let why = outcome
                 .notes
@@ -106,11 +127,39 @@ pub fn summary(namespace: &str, outcome: &Outcome, health: &Health) -> String {
     }
     let verdict = match health.verdict {
         Verdict::Healthy => "healthy".to_string(),
-        Verdict::Unhealthy => format!("unhealthy: {} problems", health.problems.len()),
+        Verdict::Unhealthy => {
+            let mut parts = Vec::new();
+            if failing > 0 {
+                parts.push(count(failing, "failing object", "failing objects"));
+            }
+            if not_ready > 0 && !outcome.failed(Section::Components) {
+                parts.push(count(
+                    not_ready as i64,
+                    "component not ready",
+                    "components not ready",
+                ));
+            }
+            if spec.sync.as_ref().is_some_and(|s| !s.ready) {
+                parts.push("sync not ready".into());
+            }
+            if parts.is_empty() {
+                parts.push(count(health.problems.len() as i64, "problem", "problems"));
+            }
+            format!("unhealthy: {}", parts.join(", "))
+        }
         Verdict::Unknown => format!("unknown: {} parts could not be read", health.unknowns.len()),
     };
     let _ = writeln!(out, "{verdict}");
     out
+}
+
+/// `1 failing object`, `10 failing objects`.
+fn count(n: i64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 /// Cut a line to `max` characters, marking the cut.

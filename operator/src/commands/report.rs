@@ -1,4 +1,6 @@
 //! `flux-reporter report`: compute the report once and print the FluxReport.
+//! Exit 0 complete, 1 printed but incomplete (a section could not be read),
+//! 2 nothing printed (no cluster, a bad dump, an API server that does not answer).
 
 use std::process::ExitCode;
 
@@ -13,7 +15,7 @@ use crate::cli::{OutputFormat, ReportArgs};
 pub async fn run(args: ReportArgs) -> Result<ExitCode, super::CliError> {
     let outcome = super::compute(&args.source).await?;
     super::print_problems(&outcome);
-    let readiness = outcome.readiness();
+    let readiness = outcome.readiness_one_shot();
     let mut report = FluxReport::new(SINGLETON_NAME, outcome.spec.clone());
     report.metadata.namespace = Some(args.source.namespace.clone());
     report.status = Some(FluxReportStatus {
@@ -36,5 +38,11 @@ pub async fn run(args: ReportArgs) -> Result<ExitCode, super::CliError> {
         }
     };
     super::out(&text)?;
-    Ok(ExitCode::SUCCESS)
+    // Printed either way; 1 tells a script that sections are missing (each is
+    // named on stderr and in the Ready message).
+    Ok(if outcome.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
