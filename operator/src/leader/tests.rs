@@ -58,14 +58,16 @@ fn start(elector: LeaderElector) -> Running {
     }
 }
 
-async fn wait_for(rx: &mut watch::Receiver<bool>, want: bool, within: Duration) {
+/// Shared with `vs_kube_lease_manager`: waits for a candidate's leadership.
+pub(super) async fn wait_for(rx: &mut watch::Receiver<bool>, want: bool, within: Duration) {
     tokio::time::timeout(within, rx.wait_for(|v| *v == want))
         .await
         .unwrap_or_else(|_| panic!("leading did not become {want} within {within:?}"))
-        .expect("elector alive");
+        .expect("the candidate is alive");
 }
 
-fn lease(server: &ApiServer) -> Value {
+/// Shared with `vs_kube_lease_manager`: the Lease as the API server holds it.
+pub(super) fn lease(server: &ApiServer) -> Value {
     server
         .get(
             "coordination.k8s.io/v1",

@@ -13,11 +13,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::{Client, Config};
 use kube_lease_manager::LeaseManagerBuilder;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::tests::{lease, wait_for};
 use super::{DEFAULT_LEASE_NAME, LeaderConfig, LeaderElector};
 
 const NS: &str = "default";
@@ -47,24 +47,6 @@ async fn candidate(
         .expect("LeaseManager")
         .watch()
         .await
-}
-
-async fn wait_for(rx: &mut watch::Receiver<bool>, want: bool, within: Duration) {
-    tokio::time::timeout(within, rx.wait_for(|v| *v == want))
-        .await
-        .unwrap_or_else(|_| panic!("leading did not become {want} within {within:?}"))
-        .expect("candidate alive");
-}
-
-fn lease(server: &ApiServer) -> Value {
-    server
-        .get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some(NS),
-            DEFAULT_LEASE_NAME,
-        )
-        .expect("the Lease exists")
 }
 
 /// Now, as a clock `behind` the real one reads it.
