@@ -252,6 +252,7 @@ async fn a_mute_path_fails_only_its_kind_after_the_request_timeout() {
     // Not retried: one timeout, then /version tells a slow path from a mute server.
     assert_eq!(server.faults().hits(mute), 1);
     assert_eq!(source.mute_cause(), None);
+    assert!(source.got_through());
     assert!(took < Duration::from_secs(4), "{took:?}");
     assert_eq!(o.spec.components.len(), 6);
 }
@@ -276,6 +277,7 @@ async fn a_mute_server_fails_the_whole_run_after_one_timeout_and_one_probe() {
     ] {
         assert!(o.failed(section), "{section} should fail: {:?}", o.failures);
     }
+    assert!(!source.got_through());
     let cause = source.mute_cause().expect("the server is found mute");
     assert!(
         cause.starts_with("the Kubernetes API server does not answer"),
@@ -327,4 +329,18 @@ async fn the_run_deadline_fails_what_did_not_finish_and_keeps_what_did() {
         messages.iter().any(|m| m.contains("not tried")),
         "{messages:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_run_whose_every_request_outlives_the_deadline_did_not_get_through() {
+    let server = seeded().await;
+    server
+        .faults()
+        .inject(Fault::latency(Duration::from_secs(3)));
+    let source = live_with(&server.url(), impatient()).with_deadline(Duration::from_millis(500));
+    let o = compute(&source, &Options::new("flux-system", operator())).await;
+    assert!(o.failed(Section::Cluster), "{:?}", o.failures);
+    // Slow, not mute: nothing answered, and nothing says the server is dead.
+    assert_eq!(source.mute_cause(), None);
+    assert!(!source.got_through());
 }

@@ -35,7 +35,7 @@ use flux_reporter_report::merge::keep_last_good;
 use flux_reporter_report::source::error_chain;
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::sync::ConfiguredRoot;
-use flux_reporter_report::{Options, Outcome, Section, compute};
+use flux_reporter_report::{Options, Outcome, compute};
 use futures::StreamExt;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -291,8 +291,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     state.runs += 1;
     // The loop makes progress when the API server answered this run; a run
     // that only met silence does not feed the liveness watchdog.
-    let reached = source.mute_cause().is_none()
-        && Section::ALL.iter().any(|section| !outcome.failed(*section));
+    let reached = source.got_through();
     if reached {
         ctx.health.watchdog.progress();
     }
@@ -305,7 +304,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
         tracing::warn!(
             cause = source
                 .mute_cause()
-                .unwrap_or_else(|| "every section failed".into()),
+                .unwrap_or_else(|| "no request was answered before the report run deadline".into()),
             "not writing this run: the previous report stays"
         );
     } else if leader {

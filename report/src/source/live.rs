@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -66,6 +67,8 @@ pub struct LiveSource {
     deadline: Option<(tokio::time::Instant, Duration)>,
     /// Set once the server is found mute: why, for every request not tried.
     mute: Mutex<Option<String>>,
+    /// Whether any request of this source got an HTTP answer (errors count).
+    answered: AtomicBool,
 }
 
 /// The answer to one GET: a body, or the classified failure with its status.
@@ -113,6 +116,7 @@ impl LiveSource {
             config,
             deadline: None,
             mute: Mutex::new(None),
+            answered: AtomicBool::new(false),
         }
     }
 
@@ -126,6 +130,13 @@ impl LiveSource {
     /// Why the server was found mute during this run, if it was.
     pub fn mute_cause(&self) -> Option<String> {
         lock(&self.mute).clone()
+    }
+
+    /// Whether the API server answered this source and was not found mute
+    /// since: a run that got through, as opposed to one that met only
+    /// silence, refusals or its deadline.
+    pub fn got_through(&self) -> bool {
+        self.answered.load(Ordering::Relaxed) && self.mute_cause().is_none()
     }
 
     /// One GET with retries. `410 Gone` is returned as such for the caller to handle.
@@ -176,34 +187,33 @@ impl LiveSource {
     /// After a request got no answer: does the server answer `GET /version`?
     /// If not, it is mute, and the rest of the run is not tried.
     async fn check_server(&self, path: &str, failed: &Failed) {
-        let error = &failed.error;
-        let probe = if path == "/version" {
-            Err(error.to_string())
+        // When the failed request was `/version` itself, there is nothing
+        // more to ask; otherwise the probe says how the server is.
+        let probe_failure = if path == "/version" {
+            None
         } else {
             let timeout = self.config.probe_timeout.min(self.config.request_timeout);
             match self.exchange("/version", timeout).await {
+                Err(f) if f.transport => Some(f.error.to_string()),
                 Ok((status, _, _)) => {
                     tracing::debug!(path, %status, "the server answers /version: only this request failed");
-                    Ok(())
+                    return;
                 }
-                Err(f) if f.transport => Err(f.error.to_string()),
-                Err(_) => Ok(()),
+                Err(_) => return,
             }
         };
-        if let Err(probe) = probe {
-            let what = if failed.timed_out {
-                "does not answer"
-            } else {
-                "cannot be reached"
-            };
-            let cause = if path == "/version" {
-                format!("the Kubernetes API server {what} ({error})")
-            } else {
-                format!("the Kubernetes API server {what} ({error}; then {probe})")
-            };
-            tracing::warn!(%cause, "the rest of this report run is not tried");
-            *lock(&self.mute) = Some(cause);
-        }
+        let what = if failed.timed_out {
+            "does not answer"
+        } else {
+            "cannot be reached"
+        };
+        let error = &failed.error;
+        let cause = match probe_failure {
+            None => format!("the Kubernetes API server {what} ({error})"),
+            Some(probe) => format!("the Kubernetes API server {what} ({error}; then {probe})"),
+        };
+        tracing::warn!(%cause, "the rest of this report run is not tried");
+        *lock(&self.mute) = Some(cause);
     }
 
     /// Send a GET and read the whole answer within `timeout` (and the run deadline).
@@ -230,6 +240,7 @@ impl LiveSource {
                     Some(e),
                 )
             })?;
+            self.answered.store(true, Ordering::Relaxed);
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -247,19 +258,14 @@ impl LiveSource {
             })?;
             Ok((status, retry_after, body.to_vec()))
         };
-        let mut until = tokio::time::Instant::now() + timeout;
-        let mut cut_by_deadline = false;
-        if let Some((deadline, _)) = self.deadline
-            && deadline < until
-        {
-            until = deadline;
-            cut_by_deadline = true;
-        }
+        let by_timeout = tokio::time::Instant::now() + timeout;
+        // The run deadline, when it comes before the request's own timeout.
+        let cut = self.deadline.filter(|(deadline, _)| *deadline < by_timeout);
+        let until = cut.map_or(by_timeout, |(deadline, _)| deadline);
         match tokio::time::timeout_at(until, work).await {
             Ok(result) => result,
-            Err(_) if cut_by_deadline => {
-                let budget = self.deadline.map(|(_, b)| b).unwrap_or(timeout);
-                Err(Failed::answered(
+            Err(_) => Err(match cut {
+                Some((_, budget)) => Failed::answered(
                     SourceError::new(
                         ErrorKind::Unavailable,
                         format!(
@@ -268,16 +274,16 @@ impl LiveSource {
                         ),
                     ),
                     None,
-                ))
-            }
-            Err(_) => Err(Failed::transport(
-                format!(
-                    "GET {path}: no answer within {}",
-                    crate::duration::format_run(timeout)
                 ),
-                true,
-                None,
-            )),
+                None => Failed::transport(
+                    format!(
+                        "GET {path}: no answer within {}",
+                        crate::duration::format_run(timeout)
+                    ),
+                    true,
+                    None,
+                ),
+            }),
         }
     }
 
@@ -461,9 +467,9 @@ impl Source for LiveSource {
             &k8s_openapi::api::core::v1::Node::url_path(&(), None),
             None,
             |items| {
-                count.fetch_add(items.len() as i64, std::sync::atomic::Ordering::Relaxed);
+                count.fetch_add(items.len() as i64, Ordering::Relaxed);
             },
-            || count.store(0, std::sync::atomic::Ordering::Relaxed),
+            || count.store(0, Ordering::Relaxed),
         )
         .await?;
         Ok(count.into_inner())
