@@ -1,21 +1,12 @@
 //! Bad dump files: clear warnings or errors naming the position, skipped
 //! documents, never a panic; the rest of the report is still computed.
 
-use flux_reporter_api::OperatorInfo;
-use flux_reporter_report::source::dump::DumpSource;
-use flux_reporter_report::{Options, Outcome, Section, compute};
+mod common;
 
-fn run(dump: &DumpSource) -> Outcome {
-    let op = OperatorInfo {
-        api_version: "fluxcd.controlplane.io/v1".into(),
-        version: "v0".into(),
-        platform: "linux/amd64".into(),
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(compute(dump, &Options::new("flux-system", op)))
-}
+use common::run;
+
+use flux_reporter_report::Section;
+use flux_reporter_report::source::dump::DumpSource;
 
 const CRDS: &str = r#"apiVersion: v1
 kind: List

@@ -6,12 +6,14 @@
 //! Each target runs for `FUZZ_SECONDS` (default: one round of 64 cases) and
 //! prints its executions; `hack/fuzz.sh` gives each a longer run.
 
+mod common;
+
+use common::run;
+
 use std::time::{Duration, Instant};
 
-use flux_reporter_api::OperatorInfo;
 use flux_reporter_report::observed::{Crd, Deployment, FluxObject, Page};
 use flux_reporter_report::source::dump::DumpSource;
-use flux_reporter_report::{Options, compute};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
@@ -51,18 +53,6 @@ fn fuzz<S: Strategy>(
     );
 }
 
-fn report(dump: &DumpSource) {
-    let op = OperatorInfo {
-        api_version: "fluxcd.controlplane.io/v1".into(),
-        version: "v0".into(),
-        platform: "linux/amd64".into(),
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(compute(dump, &Options::new("flux-system", op)));
-}
-
 /// Load and, when loaded, compute a report; check the messages name the input.
 fn check_dump(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     match DumpSource::from_bytes(name, bytes) {
@@ -70,7 +60,7 @@ fn check_dump(name: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
             for w in dump.warnings() {
                 prop_assert!(w.starts_with(&format!("{name}: document ")), "{w}");
             }
-            report(&dump);
+            run(&dump);
         }
         Err(e) => prop_assert!(e.to_string().contains(name), "{e}"),
     }
@@ -255,7 +245,7 @@ fn fuzz_dump_wrong_types_at_every_field_read() {
             let text = list(items).to_string();
             let dump = DumpSource::from_bytes("w.json", text.as_bytes());
             prop_assert!(dump.is_ok(), "{:?}", dump.err());
-            report(&dump.unwrap());
+            run(&dump.unwrap());
             Ok(())
         },
     );
@@ -319,7 +309,7 @@ fn corpus_replays() {
                 for w in d.warnings() {
                     assert!(w.starts_with(&format!("{name}: document ")), "{w}");
                 }
-                report(d);
+                run(d);
             }
             (Err(e), true) => assert!(e.to_string().contains(name.as_str()), "{e}"),
             (Err(e), false) if e.to_string().contains("holds no Kubernetes objects") => {}

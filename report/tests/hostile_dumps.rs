@@ -1,21 +1,11 @@
 //! Regression tests for hostile dumps (issue 11): YAML aliases across
 //! documents, unbounded input, warning line numbers, malformed Deployments.
 
-use flux_reporter_api::OperatorInfo;
-use flux_reporter_report::source::dump::{DumpSource, Limits};
-use flux_reporter_report::{Options, Outcome, compute};
+mod common;
 
-fn run(dump: &DumpSource) -> Outcome {
-    let op = OperatorInfo {
-        api_version: "fluxcd.controlplane.io/v1".into(),
-        version: "v0".into(),
-        platform: "linux/amd64".into(),
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(compute(dump, &Options::new("flux-system", op)))
-}
+use common::run;
+
+use flux_reporter_report::source::dump::{DumpSource, Limits};
 
 /// `docs` documents, each a `size`-byte string anchored once and aliased 99 times.
 fn aliased(docs: usize, size: usize) -> String {

@@ -2,28 +2,18 @@
 //! Flux Operator's reporter rules give (the expected values are worked out by hand in
 //! examples/README.md).
 
+mod common;
+
 use std::path::PathBuf;
 
-use flux_reporter_api::OperatorInfo;
+use flux_reporter_report::Outcome;
 use flux_reporter_report::source::dump::DumpSource;
-use flux_reporter_report::{Options, Outcome, compute};
-
-fn operator() -> OperatorInfo {
-    OperatorInfo {
-        api_version: "fluxcd.controlplane.io/v1".into(),
-        version: "v0.0.0-test".into(),
-        platform: "linux/amd64".into(),
-    }
-}
 
 fn sample() -> Outcome {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flux-cluster-dump.yaml");
     let dump = DumpSource::load(&path).unwrap();
     assert!(dump.warnings().is_empty(), "{:?}", dump.warnings());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(compute(&dump, &Options::new("flux-system", operator())))
+    common::run(&dump)
 }
 
 #[test]
