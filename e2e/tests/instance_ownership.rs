@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::env::REQUESTED_AT;
-use common::scenario::{more_runs, ready_of, soon};
+use common::scenario::{events_of, first_instance_event, more_runs, ready_of, soon};
 use common::{Env, Operator, OperatorOpts, ensure, eventually};
 use serde_json::{Value, json};
 
@@ -39,14 +39,6 @@ fn status_managers(obj: &Value) -> Vec<String> {
         .flatten()
         .filter(|e| e["subresource"] == "status")
         .filter_map(|e| e["manager"].as_str().map(str::to_string))
-        .collect()
-}
-
-async fn events_of(env: &Env, kind: &str, type_: &str) -> Vec<Value> {
-    env.events_about(kind, "flux")
-        .await
-        .into_iter()
-        .filter(|e| e["type"] == type_)
         .collect()
 }
 
@@ -114,16 +106,7 @@ async fn a_kubectl_patched_instance_status_is_taken_over_and_a_failure_gives_one
     // A component goes unavailable and the user asks for a run.
     env.set_component_ready("helm-controller", false).await;
     request_run(env, "2026-12-01T00:00:01Z").await;
-    let warning = eventually(
-        "a Warning event on FluxInstance/flux",
-        soon(env),
-        || async move {
-            let events = events_of(env, "FluxInstance", "Warning").await;
-            ensure(!events.is_empty(), || "none yet".into())?;
-            Ok(events[0].clone())
-        },
-    )
-    .await;
+    let warning = first_instance_event(env, "Warning").await;
     assert_eq!(warning["reason"], "ComponentsNotReady", "{warning}");
     assert!(
         warning["note"]

@@ -43,16 +43,7 @@ async fn unready_component_gives_one_warning_and_one_post_then_recovery_is_norma
 
     // Unhealthy: one Warning, one POST, however many runs follow.
     env.set_component_ready("helm-controller", false).await;
-    let warning = eventually(
-        "a Warning event on FluxInstance/flux",
-        soon(env),
-        || async move {
-            let events = instance_events(env, "Warning").await;
-            ensure(!events.is_empty(), || "none yet".into())?;
-            Ok(events[0].clone())
-        },
-    )
-    .await;
+    let warning = first_instance_event(env, "Warning").await;
     assert_eq!(warning["reason"], "ComponentsNotReady", "{warning}");
     assert!(
         warning["note"]
@@ -129,16 +120,7 @@ async fn unready_component_gives_one_warning_and_one_post_then_recovery_is_norma
 
     // Healthy again: one Normal event and one info POST.
     env.set_component_ready("helm-controller", true).await;
-    let normal = eventually(
-        "a Normal event on FluxInstance/flux",
-        soon(env),
-        || async move {
-            let events = instance_events(env, "Normal").await;
-            ensure(!events.is_empty(), || "none yet".into())?;
-            Ok(events[0].clone())
-        },
-    )
-    .await;
+    let normal = first_instance_event(env, "Normal").await;
     assert_eq!(normal["reportingController"], "flux-reporter", "{normal}");
     eventually("the info POST", soon(env), || async move {
         ensure(receiver.posts().len() >= 2, || {

@@ -151,13 +151,32 @@ pub fn one_more(kind: &'static str) -> [(&'static str, Stats); 1] {
     [(kind, Stats::new(1, 0, 0, 0))]
 }
 
-/// Events of this type regarding FluxInstance/flux.
-pub async fn instance_events(env: &Env, type_: &str) -> Vec<Value> {
-    env.events_about("FluxInstance", "flux")
+/// Events of this type regarding `kind`/flux (the FluxInstance or the FluxReport).
+pub async fn events_of(env: &Env, kind: &str, type_: &str) -> Vec<Value> {
+    env.events_about(kind, "flux")
         .await
         .into_iter()
         .filter(|e| e["type"] == type_)
         .collect()
+}
+
+/// Events of this type regarding FluxInstance/flux.
+pub async fn instance_events(env: &Env, type_: &str) -> Vec<Value> {
+    events_of(env, "FluxInstance", type_).await
+}
+
+/// Waits for the first event of this type regarding FluxInstance/flux.
+pub async fn first_instance_event(env: &Env, type_: &str) -> Value {
+    eventually(
+        &format!("a {type_} event on FluxInstance/flux"),
+        soon(env),
+        || async move {
+            let events = instance_events(env, type_).await;
+            ensure(!events.is_empty(), || "none yet".into())?;
+            Ok(events[0].clone())
+        },
+    )
+    .await
 }
 
 /// Waits for `n` more report runs of `op` than it has now.
