@@ -18,24 +18,7 @@ use apiserver_common::*;
 async fn lists_page_with_continue_tokens_and_remaining_counts() -> Result<()> {
     let (_server, client) = with_widgets().await?;
     let api = widgets(&client, "team-list");
-    for (name, tier) in [
-        ("flux", "gold"),
-        ("flux-a", "silver"),
-        ("flux-b", "bronze"),
-        ("flux-c", "gold"),
-        ("flux-d", ""),
-    ] {
-        let labels = if tier.is_empty() {
-            json!({"part-of": "flux"})
-        } else {
-            json!({"part-of": "flux", "tier": tier})
-        };
-        api.create(
-            &PostParams::default(),
-            &widget(name, "team-list", labels, json!({"interval": "5m"})),
-        )
-        .await?;
-    }
+    create_tiered(&api, "team-list", json!({"interval": "5m"})).await?;
     widgets(&client, "other")
         .create(
             &PostParams::default(),
@@ -118,24 +101,7 @@ async fn lists_page_with_continue_tokens_and_remaining_counts() -> Result<()> {
 async fn label_and_field_selectors_filter_lists() -> Result<()> {
     let (_server, client) = with_widgets().await?;
     let api = widgets(&client, "team-sel");
-    for (name, tier) in [
-        ("flux", "gold"),
-        ("flux-a", "silver"),
-        ("flux-b", "bronze"),
-        ("flux-c", "gold"),
-        ("flux-d", ""),
-    ] {
-        let labels = if tier.is_empty() {
-            json!({"part-of": "flux"})
-        } else {
-            json!({"part-of": "flux", "tier": tier})
-        };
-        api.create(
-            &PostParams::default(),
-            &widget(name, "team-sel", labels, json!({})),
-        )
-        .await?;
-    }
+    create_tiered(&api, "team-sel", json!({})).await?;
     let names = |sel: &'static str, fields: &'static str| {
         let api = api.clone();
         async move {
@@ -254,5 +220,29 @@ async fn seeded_objects_page_quickly_through_the_client() -> Result<()> {
     assert_eq!((seen, pages), (total, total / 500));
     let half = api.list(&ListParams::default().labels("shard=1")).await?;
     assert_eq!(half.items.len(), total / 2);
+    Ok(())
+}
+
+/// Five widgets labelled `part-of: flux`, four of them with a `tier`: `flux` and `flux-c` gold,
+/// `flux-a` silver, `flux-b` bronze, `flux-d` none.
+async fn create_tiered(api: &Api<DynamicObject>, ns: &str, spec: serde_json::Value) -> Result<()> {
+    for (name, tier) in [
+        ("flux", "gold"),
+        ("flux-a", "silver"),
+        ("flux-b", "bronze"),
+        ("flux-c", "gold"),
+        ("flux-d", ""),
+    ] {
+        let labels = if tier.is_empty() {
+            json!({"part-of": "flux"})
+        } else {
+            json!({"part-of": "flux", "tier": tier})
+        };
+        api.create(
+            &PostParams::default(),
+            &widget(name, ns, labels, spec.clone()),
+        )
+        .await?;
+    }
     Ok(())
 }
