@@ -114,16 +114,7 @@ async fn injected_latency_delays_matching_requests() -> Result<()> {
 
 #[tokio::test]
 async fn an_expired_continue_token_answers_410_with_the_real_body() -> Result<()> {
-    let server = ApiServer::start().await?;
-    let client = client_for(&server)?;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    for i in 0..3 {
-        cms.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}}))?,
-        )
-        .await?;
-    }
+    let (server, cms) = with_configmaps(3).await?;
     let first = cms.list(&ListParams::default().limit(1)).await?;
     let token = first.metadata.continue_.context("continue")?;
     server.faults().expire_next_continue();

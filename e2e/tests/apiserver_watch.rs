@@ -10,12 +10,10 @@ mod apiserver_common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use flux_reporter_e2e::ApiServer;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
@@ -279,16 +277,7 @@ async fn the_kube_watcher_survives_dropped_watches_and_expired_continue_tokens()
 
 #[tokio::test]
 async fn a_streaming_list_watcher_gets_the_initial_events_end_bookmark() -> Result<()> {
-    let server = ApiServer::start().await?;
-    let client = client_for(&server)?;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    for i in 0..3 {
-        cms.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}}))?,
-        )
-        .await?;
-    }
+    let (server, cms) = with_configmaps(3).await?;
     let mut events = watcher(
         cms.clone(),
         watcher::Config::default().streaming_lists().timeout(10),

@@ -118,6 +118,20 @@ pub async fn with_widgets() -> Result<(ApiServer, Client)> {
     Ok((server, client))
 }
 
+/// A fresh server with `n` ConfigMaps `cm-0`, `cm-1`, … in `default`, and their API.
+pub async fn with_configmaps(n: usize) -> Result<(ApiServer, Api<ConfigMap>)> {
+    let server = ApiServer::start().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client_for(&server)?, "default");
+    for i in 0..n {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}}))?,
+        )
+        .await?;
+    }
+    Ok((server, cms))
+}
+
 pub fn widgets(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &widget_resource())
 }
