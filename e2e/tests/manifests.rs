@@ -1,7 +1,8 @@
 //! The shipped install stays least-privilege and hardened.
 //!
 //! Renders `config/default` with `kubectl kustomize` (as users install it) and checks the
-//! objects: RBAC, the Deployment, namespaces, labels, CRDs. kubectl is required: without it
+//! objects: RBAC, the Deployment, namespaces, labels, CRDs; and the opt-in authenticated metrics
+//! (`config/default-secure`, `config/monitoring-secure`). kubectl is required: without it
 //! these tests fail rather than skip, so CI cannot pass without checking the manifests.
 
 use std::collections::BTreeSet;
@@ -656,4 +657,242 @@ fn notification_samples_alert_on_fluxinstance_and_fluxreport_events() {
         "{kinds:?}"
     );
     assert!(!of_kind(&objects, "Provider").is_empty());
+}
+
+// ---- Authenticated metrics (opt-in): config/default-secure and config/monitoring-secure ----
+
+/// `config/default-secure` (the install with `config/metrics-secure`), rendered once.
+fn secure_install() -> &'static [Value] {
+    static RENDERED: OnceLock<Result<Vec<Value>, String>> = OnceLock::new();
+    match RENDERED.get_or_init(|| render(&config_dir("default-secure"))) {
+        Ok(objects) => objects,
+        Err(err) => panic!("{err}"),
+    }
+}
+
+const METRICS_AUTH: &str = "flux-reporter-metrics-auth";
+const METRICS_READER: &str = "flux-reporter-metrics-reader";
+
+fn secure_manager() -> &'static Value {
+    one(secure_install(), "Deployment", NAME)["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "manager"))
+        .expect("the secure Deployment has a container named manager")
+}
+
+#[test]
+fn secure_install_is_the_default_install_plus_the_metrics_auth_objects() {
+    let (plain, secure) = (install(), secure_install());
+    let changed = [("Deployment", NAME), ("Service", NAME)];
+    for obj in plain {
+        let same = secure.iter().find(|s| id(s) == id(obj));
+        let same = same.unwrap_or_else(|| panic!("{} is missing from default-secure", id(obj)));
+        if !changed.contains(&(kind(obj), name(obj))) {
+            assert_eq!(same, obj, "{} differs in default-secure", id(obj));
+        }
+    }
+    let added: BTreeSet<String> = secure
+        .iter()
+        .filter(|s| !plain.iter().any(|p| id(p) == id(s)))
+        .map(id)
+        .collect();
+    let want: BTreeSet<String> = [
+        format!("ClusterRole/{METRICS_AUTH}"),
+        format!("ClusterRoleBinding/{METRICS_AUTH}"),
+        format!("ClusterRole/{METRICS_READER}"),
+        format!("NetworkPolicy/{NAMESPACE}/flux-reporter-metrics"),
+    ]
+    .into();
+    assert_eq!(added, want);
+}
+
+#[test]
+fn secure_install_lets_the_operator_review_tokens_and_nothing_more() {
+    let objects = secure_install();
+    let role = one(objects, "ClusterRole", METRICS_AUTH);
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ]),
+        "{}",
+        id(role)
+    );
+    let binding = one(objects, "ClusterRoleBinding", METRICS_AUTH);
+    assert_eq!(
+        (&binding["roleRef"]["kind"], &binding["roleRef"]["name"]),
+        (&Value::from("ClusterRole"), &Value::from(METRICS_AUTH))
+    );
+    // The subject is the operator: the ServiceAccount the Deployment runs as.
+    let pod = &one(objects, "Deployment", NAME)["spec"]["template"]["spec"];
+    one(objects, "ServiceAccount", NAME);
+    assert_eq!(pod["serviceAccountName"], NAME);
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}])
+    );
+
+    // The reader role grants the one URL, and the install binds nobody to it (the scraper's
+    // ServiceAccount depends on how Prometheus was installed).
+    let reader = one(objects, "ClusterRole", METRICS_READER);
+    assert_eq!(
+        reader["rules"],
+        serde_json::json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+    );
+    for b in of_kind(objects, "ClusterRoleBinding")
+        .into_iter()
+        .chain(of_kind(objects, "RoleBinding"))
+    {
+        assert_ne!(
+            b["roleRef"]["name"],
+            METRICS_READER,
+            "{} binds the reader role",
+            id(b)
+        );
+    }
+}
+
+#[test]
+fn secure_install_runs_with_metrics_secure_on_a_port_named_https() {
+    let container = secure_manager();
+    let args = strings(&container["args"]);
+    assert!(args.contains(&"--metrics-secure"), "args: {args:?}");
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with("--metrics-secure"))
+            .count(),
+        1
+    );
+    let port = container_port(container, "https");
+    assert_eq!(port["containerPort"], 8080);
+    // The probes stay plain HTTP on their own port.
+    assert_eq!(container["livenessProbe"], manager()["livenessProbe"]);
+    assert_eq!(container["readinessProbe"], manager()["readinessProbe"]);
+    assert!(container["livenessProbe"]["httpGet"]["scheme"].is_null());
+    let service = one(secure_install(), "Service", NAME);
+    assert_eq!(
+        service["spec"]["ports"],
+        serde_json::json!([{"name": "https", "port": 8080, "protocol": "TCP", "targetPort": "https"}])
+    );
+}
+
+#[test]
+fn secure_install_admits_metrics_scrapes_only_from_the_monitoring_namespace() {
+    let objects = secure_install();
+    let policy = one(objects, "NetworkPolicy", "flux-reporter-metrics");
+    assert_eq!(namespace(policy), Some(NAMESPACE));
+    let spec = &policy["spec"];
+    // It selects the operator's pods.
+    let pod_labels = &one(objects, "Deployment", NAME)["spec"]["template"]["metadata"]["labels"];
+    let selector = spec["podSelector"]["matchLabels"]
+        .as_object()
+        .expect("podSelector.matchLabels");
+    assert!(!selector.is_empty());
+    for (k, v) in selector {
+        assert_eq!(
+            &pod_labels[k], v,
+            "podSelector {k} must match the pod template"
+        );
+    }
+    assert_eq!(strings(&spec["policyTypes"]), ["Ingress"]);
+    assert_eq!(
+        spec["ingress"],
+        serde_json::json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": "https", "protocol": "TCP"}],
+        }]),
+        "one rule: the monitoring namespace, the metrics port"
+    );
+    container_port(secure_manager(), "https");
+}
+
+#[test]
+fn secure_service_monitor_scrapes_https_with_the_service_account_token() {
+    let objects = render(&config_dir("monitoring-secure")).unwrap_or_else(|e| panic!("{e}"));
+    let plain = render(&config_dir("monitoring")).unwrap_or_else(|e| panic!("{e}"));
+    let monitor = one(&objects, "ServiceMonitor", NAME);
+    let endpoints = monitor["spec"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["port"], "https",
+        "the port config/metrics-secure names"
+    );
+    assert_eq!(
+        endpoint["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(
+        endpoint["tlsConfig"],
+        serde_json::json!({"insecureSkipVerify": true})
+    );
+    // The rest as config/monitoring: path, interval, honorLabels, the selector, the other objects.
+    let plain_monitor = one(&plain, "ServiceMonitor", NAME);
+    for field in ["path", "interval", "scrapeTimeout", "honorLabels"] {
+        assert_eq!(
+            endpoint[field], plain_monitor["spec"]["endpoints"][0][field],
+            "{field}"
+        );
+    }
+    assert_eq!(
+        monitor["spec"]["selector"],
+        plain_monitor["spec"]["selector"]
+    );
+    for obj in plain.iter().filter(|o| kind(o) != "ServiceMonitor") {
+        assert!(
+            objects.contains(obj),
+            "{} differs in monitoring-secure",
+            id(obj)
+        );
+    }
+    // The Service it selects has that port.
+    let service = one(secure_install(), "Service", NAME);
+    let labels = &service["metadata"]["labels"];
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &labels[k], v,
+            "the ServiceMonitor selects the metrics Service"
+        );
+    }
+}
+
+/// The secure ServiceMonitor's fields are those of the Prometheus Operator's CRD: the double
+/// validates it against the CRD schema with strict field validation, as a real API server would.
+#[tokio::test]
+async fn secure_service_monitor_passes_the_crd_schema() {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    let objects = render(&config_dir("monitoring-secure")).unwrap_or_else(|e| panic!("{e}"));
+    let monitor = one(&objects, "ServiceMonitor", NAME).clone();
+    let server = flux_reporter_e2e::apiserver::ApiServer::start()
+        .await
+        .expect("start the API server double");
+    let crd_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/prometheus-operator-crds/monitoring.coreos.com_servicemonitors.yaml");
+    let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(&crd_path).unwrap()).unwrap();
+    server.insert(crd).expect("insert the ServiceMonitor CRD");
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(client, NAMESPACE, &ar);
+    let applied = api
+        .patch(
+            NAME,
+            &PatchParams::apply("flux-reporter-e2e").validation_strict(),
+            &Patch::Apply(&monitor),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply the secure ServiceMonitor: {e}"));
+    let applied = serde_json::to_value(applied).unwrap();
+    assert_eq!(
+        applied["spec"], monitor["spec"],
+        "the schema changed nothing"
+    );
 }

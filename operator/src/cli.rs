@@ -83,9 +83,31 @@ pub struct RunArgs {
     #[arg(long, env = "REPORT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub report_timeout: Duration,
     #[command(flatten)]
+    pub metrics_secure: MetricsSecureArgs,
+    #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `--metrics-secure` and its certificate (see `metrics_secure`).
+#[derive(Args, Debug, Clone)]
+pub struct MetricsSecureArgs {
+    /// Serve /metrics over HTTPS to bearer tokens that the API server authenticates
+    /// (TokenReview) and authorizes for `get` on the path (SubjectAccessReview).
+    #[arg(long, env = "METRICS_SECURE", default_value_t = false, value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_secure: bool,
+    /// Directory of the metrics server's certificate and key (e.g. a mounted
+    /// kubernetes.io/tls Secret; re-read when they change). Unset: a self-signed certificate
+    /// generated at start.
+    #[arg(long, env = "METRICS_CERT_PATH", value_name = "DIR")]
+    pub metrics_cert_path: Option<PathBuf>,
+    /// File name of the certificate (PEM, leaf first) in --metrics-cert-path.
+    #[arg(long, env = "METRICS_CERT_NAME", default_value = "tls.crt")]
+    pub metrics_cert_name: String,
+    /// File name of the private key (PEM) in --metrics-cert-path.
+    #[arg(long, env = "METRICS_CERT_KEY", default_value = "tls.key")]
+    pub metrics_cert_key: String,
 }
 
 /// Time limits of the requests to the Kubernetes API server.

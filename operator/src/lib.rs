@@ -10,6 +10,7 @@ pub mod controller;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_secure;
 pub mod notifier;
 pub mod run;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::client::ApiClient;
 use crate::controller::{self, Context};
 use crate::leader::{LeaderConfig, LeaderElector};
 use crate::metrics::{Metrics, MetricsConfig};
+use crate::metrics_secure::{self, Secure};
 use crate::server::{self, Health};
 
 /// How long SIGTERM waits for the report loop, then for the lease release:
@@ -113,11 +114,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Bind before anything else, so a taken port is a clear error at start.
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
-    let metrics_server = tokio::spawn(server::serve_metrics(
-        metrics_listener,
-        metrics.clone(),
-        shutdown(shutdown_rx.clone()),
-    ));
+    let metrics_server = if args.metrics_secure.metrics_secure {
+        let secure = Secure::new(&args.metrics_secure, client.clone(), &args.namespace)
+            .context("--metrics-secure")?;
+        tracing::info!(
+            certificate = %metrics_secure::cert_files(&args.metrics_secure)
+                .map(|(cert, _)| cert.display().to_string())
+                .unwrap_or_else(|| "self-signed".into()),
+            "serving metrics over HTTPS to authorized bearer tokens"
+        );
+        tokio::spawn(
+            secure
+                .certs
+                .clone()
+                .watch(metrics_secure::CERT_RELOAD_INTERVAL),
+        );
+        let metrics = metrics.clone();
+        let stop = shutdown(shutdown_rx.clone());
+        tokio::spawn(async move {
+            server::serve_metrics_secure(metrics_listener, metrics, &secure, stop).await
+        })
+    } else {
+        if args.metrics_secure.metrics_cert_path.is_some() {
+            anyhow::bail!("--metrics-cert-path needs --metrics-secure (METRICS_SECURE=true)");
+        }
+        tokio::spawn(server::serve_metrics(
+            metrics_listener,
+            metrics.clone(),
+            shutdown(shutdown_rx.clone()),
+        ))
+    };
     let health_server = tokio::spawn(server::serve_health(
         health_listener,
         health.clone(),

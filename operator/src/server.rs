@@ -1,6 +1,7 @@
 //! The operator's HTTP endpoints: `/metrics` on the metrics address, and
 //! `/healthz` and `/readyz` on the health address. Plain HTTP/1.1; anything
-//! else is a 404.
+//! else is a 404. With `--metrics-secure`, `/metrics` is HTTPS and reviewed
+//! (`serve_metrics_secure`, `metrics_secure`); the health endpoints stay plain.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +41,28 @@ pub async fn serve_metrics(
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serve `GET /metrics` over TLS to requests whose bearer token the API
+/// server authenticates and authorizes (`metrics_secure::require_review`),
+/// until `shutdown` completes.
+pub async fn serve_metrics_secure(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    secure: &crate::metrics_secure::Secure,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics)
+        .layer(axum::middleware::from_fn_with_state(
+            secure.authorizer.clone(),
+            crate::metrics_secure::require_review,
+        ));
+    let listener = crate::metrics_secure::TlsListener::new(listener, secure.tls.clone())?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

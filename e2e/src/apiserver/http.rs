@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::registry::ResourceType;
 use super::status::{ApiError, ErrorBody};
-use super::{RecordedRequest, Shared, discovery, handlers};
+use super::{RecordedRequest, Shared, auth, discovery, handlers};
 
 pub(crate) type Resp = http::Response<Body>;
 
@@ -272,6 +272,19 @@ fn route(shared: &Arc<Shared>, req: &Req) -> Resp {
         ["api", "v1"] => discovery::group_version(shared, req, "", "v1"),
         ["apis", group] => discovery::group(shared, req, group),
         ["apis", group, version] => discovery::group_version(shared, req, group, version),
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => auth::token_review(shared, req),
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            auth::subject_access_review(shared, req)
+        }
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            "serviceaccounts",
+            name,
+            "token",
+        ] => auth::token_request(shared, req, ns, name),
         ["api", "v1", rest @ ..] => resource(shared, req, "", "v1", rest),
         ["apis", group, version, rest @ ..] => resource(shared, req, group, version, rest),
         ["openapi", "v3"] => discovery::openapi_index(shared, req),

@@ -6,6 +6,7 @@
 //! kubectl, Events and Leases. [`Faults`] injects failures while it runs.
 
 mod apply;
+mod auth;
 mod builtin;
 mod cel;
 mod crd;
@@ -80,6 +81,8 @@ pub(crate) struct Shared {
     listener: Mutex<Listener>,
     runtime: tokio::runtime::Handle,
     bookmark_interval: Mutex<Duration>,
+    /// The ServiceAccount tokens minted by TokenRequests (`auth.rs`).
+    tokens: Mutex<auth::Tokens>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +100,10 @@ impl Shared {
             log.pop_front();
         }
         log.push_back(r);
+    }
+
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, auth::Tokens> {
+        lock(&self.tokens)
     }
 
     pub(crate) fn bookmark_interval(&self) -> Duration {
@@ -220,6 +227,7 @@ impl ApiServer {
             }),
             runtime: tokio::runtime::Handle::current(),
             bookmark_interval: Mutex::new(Duration::from_secs(5)),
+            tokens: Mutex::new(auth::Tokens::default()),
         });
         *lock(&shared.faults.shared) = Arc::downgrade(&shared);
         shared.serve(std_listener)?;
@@ -237,7 +245,8 @@ impl ApiServer {
     }
 
     /// A kubeconfig for this server: cluster, user and context `apiserver-double`, namespace
-    /// `default`, a bearer token that the server accepts and ignores.
+    /// `default`, a bearer token that the server accepts and ignores (a TokenReview authenticates it
+    /// as a `system:masters` user, see `auth.rs`).
     pub fn kubeconfig_yaml(&self) -> String {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: apiserver-double\n  cluster:\n    server: {url}\ncontexts:\n- name: apiserver-double\n  context:\n    cluster: apiserver-double\n    user: apiserver-double\n    namespace: default\ncurrent-context: apiserver-double\nusers:\n- name: apiserver-double\n  user:\n    token: apiserver-double-token\npreferences: {{}}\n",

@@ -98,6 +98,23 @@ impl Env {
         Operator::start(&through, &self.ns, &self.dir, &opts).await
     }
 
+    /// Applies a cluster-scoped object (a ClusterRole, a ClusterRoleBinding) and deletes it at
+    /// the end of the test.
+    pub async fn apply_cluster_object(&self, obj: Value) -> Value {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        assert!(
+            CLUSTER_SCOPED.contains(&kind.as_str()),
+            "{kind} is not cluster-scoped"
+        );
+        let ar = resource(obj["apiVersion"].as_str().unwrap_or_default(), &kind);
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        lock(&self.cluster_objects).push((ar, name));
+        self.apply(obj).await
+    }
+
     /// Applies `config/rbac` for the test namespace (cluster-scoped names suffixed with it) and
     /// returns a kubeconfig that authenticates as its ServiceAccount.
     async fn project_rbac_kubeconfig(&self) -> PathBuf {
@@ -176,7 +193,7 @@ impl Env {
     }
 
     /// A token for a ServiceAccount of the namespace (TokenRequest API).
-    async fn token_for(&self, service_account: &str) -> String {
+    pub async fn token_for(&self, service_account: &str) -> String {
         let body = json!({
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
