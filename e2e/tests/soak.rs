@@ -20,8 +20,9 @@
 //!
 //! `SOAK_RUNS` (default 300) sets the number of runs, `SOAK_SEED` the seed of the walk (printed).
 //! Build the binary first: `cargo build -p flux-reporter`; run with
-//! `cargo nextest run -p flux-reporter-e2e --test soak --no-capture`. Real cluster: see
-//! e2e/README.md ("Against a real cluster").
+//! `cargo nextest run -p flux-reporter-e2e --test soak --no-capture`, plus `--profile soak` for
+//! long runs (the default profile ends the soak after 9 minutes: `.config/nextest.toml`). Real
+//! cluster: see e2e/README.md ("Against a real cluster").
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]
@@ -648,6 +649,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
     let runs = env_number("SOAK_RUNS", DEFAULT_RUNS as u64) as usize;
     let seed = env_number("SOAK_SEED", DEFAULT_SEED);
+    assert!(runs >= 1, "SOAK_RUNS={runs}: at least one run");
     let env = Env::with_flux("soak").await;
     let op = env.start_operator(OperatorOpts::every("1s")).await;
     let (env, op) = (&env, &op);
@@ -697,7 +699,7 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
             want.info_posts += 1;
         }
 
-        // The report counts the FluxInstance as the last run before it left its status: unready
+        // The report counts the FluxInstance with the status the previous run left it: unready
         // (failing) during a dip. On the run where the dip starts or ends, a run on the interval
         // may or may not have come between the change and the run awaited here, so either
         // status is right; on every other run only one is.
