@@ -8,7 +8,22 @@ const EVERY: Duration = Duration::from_millis(100);
 
 /// Polls `check` until it returns `Ok`, and returns its value; panics with the last error after
 /// `timeout`, saying what was awaited.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually_every(what, timeout, EVERY, check).await
+}
+
+/// [`eventually`], polling every `every`: for loops that wait hundreds of times, where 100 ms
+/// of polling slack per wait adds up.
+pub async fn eventually_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -23,7 +38,7 @@ where
                 }
             }
         }
-        tokio::time::sleep(EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -158,6 +158,20 @@ impl Operator {
         self.logged("report computed")
     }
 
+    /// The resident set size of the process in KiB (`VmRSS` in `/proc/<pid>/status`); `None`
+    /// once it has exited or where there is no `/proc`. The harness spawns the operator on this
+    /// machine, so this works against a real cluster too.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Panics, with the log, when the process has exited: a crash is not a timeout.
     pub fn assert_alive(&self) {
         if let Ok(Some(status)) = self.try_wait() {

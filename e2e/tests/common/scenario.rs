@@ -128,8 +128,8 @@ pub async fn wait_full_report(env: &Env, extra: &[(&str, Stats)]) -> Value {
 }
 
 /// Waits until the start-up runs are over (the operator also runs once on its first sight of the
-/// FluxInstance, after a 2 s debounce), so that with a long interval any later run has a cause
-/// the test controls.
+/// FluxInstance, after the Controller's debounce), so that with a long interval any later run has
+/// a cause the test controls.
 pub async fn settle(env: &Env, op: &Operator) {
     let quiet = Duration::from_millis(2500);
     let mut last = (op.runs().len(), Instant::now());

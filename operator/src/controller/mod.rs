@@ -3,7 +3,7 @@
 //!
 //! - It runs a report every interval (`--reporting-interval`, or the object's
 //!   `fluxcd.controlplane.io/reconcileEvery`): `reconcile` returns
-//!   `Action::requeue(interval)`.
+//!   `Action::requeue` for the interval, less the debounce the Controller adds.
 //! - It runs at once when the FluxReport's annotations change
 //!   (`reconcile.fluxcd.io/requestedAt`, `reconcile: disabled`,
 //!   `reconcileEvery`, `syncName`): the FluxReport stream is filtered by
@@ -101,8 +101,18 @@ pub enum Error {
 /// How soon a run is retried after a failed write.
 const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(30);
 /// Triggers closer together than this make one run (a FluxInstance edited
-/// twice, an annotation set twice).
-const DEBOUNCE: Duration = Duration::from_secs(1);
+/// twice, an annotation set twice). Every trigger waits this long first,
+/// `requestedAt` included, so it is kept short: bursts come from one client's
+/// writes, milliseconds apart.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The action for a run `after` from now. kube-runtime's scheduler adds the
+/// debounce to every request, the reconciler's own requeues included
+/// (`scheduler.rs`, `schedule_message`), so a plain `Action::requeue(interval)`
+/// would run every interval plus the debounce.
+fn requeue_in(after: Duration) -> Action {
+    Action::requeue(after.saturating_sub(DEBOUNCE))
+}
 
 /// Run the Controller until the shutdown signal.
 pub async fn run(ctx: Context) {
@@ -251,7 +261,7 @@ async fn reconcile(
 fn error_policy(report: Arc<FluxReport>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::error!(error = %error_chain(error), "report run failed");
     let interval = plan::interval_of(&report, ctx.interval);
-    Action::requeue(interval.min(RETRY_AFTER_WRITE_ERROR))
+    requeue_in(interval.min(RETRY_AFTER_WRITE_ERROR))
 }
 
 /// Compute, publish metrics, and (leader only) write the report, the
@@ -297,7 +307,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     }
     log_run(state.runs, &outcome, leader);
 
-    let mut result = Ok(Action::requeue(plan.interval));
+    let mut result = Ok(requeue_in(plan.interval));
     if !reached {
         // No request of this run got through: every write would wait out
         // its timeout too. Keep the previous report; the next run tries again.
