@@ -2,9 +2,16 @@
 //! notification-controller's event receiver does. It stands in for notification-controller (the
 //! operator's `--events-addr`) and for an Alertmanager webhook. Built on axum so that keep-alive,
 //! chunked bodies and malformed requests are handled by a real HTTP server, not by test code.
+//!
+//! Faults, for the reliability tests: another answer than 202 ([`Receiver::answer_with`], e.g.
+//! 429 as notification-controller answers an event it already has), a slow answer
+//! ([`Receiver::answer_after`]: the POST is recorded when it arrives, the answer comes later),
+//! and down ([`Receiver::stop`]: connections refused until [`Receiver::start_again`]).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// One recorded POST.
@@ -22,15 +30,30 @@ pub struct Post {
     pub content_type: Option<String>,
     /// The body as JSON, or as a JSON string when it is not JSON.
     pub body: Value,
+    /// The status the receiver answered (or was about to answer, for a client that gave up).
+    pub status: u16,
 }
 
-type Posts = Arc<Mutex<Vec<Post>>>;
+/// What the receiver records and how it answers.
+#[derive(Default)]
+struct Shared {
+    posts: Mutex<Vec<Post>>,
+    /// The answer; 0 for 202.
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+}
+
+/// The serving task and how to stop it gracefully.
+struct Serving {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
 
 /// The receiver; dropping it stops the server.
 pub struct Receiver {
     addr: SocketAddr,
-    posts: Posts,
-    task: JoinHandle<()>,
+    shared: Arc<Shared>,
+    serving: Mutex<Option<Serving>>,
 }
 
 impl Receiver {
@@ -38,18 +61,13 @@ impl Receiver {
     pub async fn start() -> std::io::Result<Receiver> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let posts: Posts = Arc::default();
-        // Any path: notification-controller listens on `/`, webhooks are configured with a path.
-        let app = Router::new()
-            .route("/", post(record))
-            .route("/{*path}", post(record))
-            .with_state(posts.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("test receiver on {addr} stopped: {e}");
-            }
-        });
-        Ok(Receiver { addr, posts, task })
+        let shared: Arc<Shared> = Arc::default();
+        let serving = serve(listener, shared.clone());
+        Ok(Receiver {
+            addr,
+            shared,
+            serving: Mutex::new(Some(serving)),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -68,18 +86,82 @@ impl Receiver {
 
     /// Every POST so far with its path and content type, in arrival order.
     pub fn requests(&self) -> Vec<Post> {
-        self.posts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.shared.posts).clone()
+    }
+
+    /// Answer every POST from now on with this status (202 restores the normal answer).
+    pub fn answer_with(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Record each POST when it arrives but answer only after `delay` (zero restores it).
+    pub fn answer_after(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Stops listening and closes every connection (after answering a request in progress):
+    /// POSTs are refused until [`Receiver::start_again`].
+    pub async fn stop(&self) {
+        let serving = lock(&self.serving).take();
+        if let Some(Serving { stop, mut task }) = serving {
+            let _ = stop.send(true);
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+
+    /// Listens again on the same port after [`Receiver::stop`].
+    pub async fn start_again(&self) -> std::io::Result<()> {
+        if lock(&self.serving).is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        *lock(&self.serving) = Some(serve(listener, self.shared.clone()));
+        Ok(())
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(serving) = lock(&self.serving).take() {
+            serving.task.abort();
+        }
     }
 }
 
+fn serve(listener: TcpListener, shared: Arc<Shared>) -> Serving {
+    let addr = listener.local_addr().ok();
+    // Any path: notification-controller listens on `/`, webhooks are configured with a path.
+    let app = Router::new()
+        .route("/", post(record))
+        .route("/{*path}", post(record))
+        .with_state(shared);
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            eprintln!("test receiver on {addr:?} stopped: {e}");
+        }
+    });
+    Serving { stop, task }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn record(
-    State(posts): State<Posts>,
+    State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -90,12 +172,21 @@ async fn record(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    posts.lock().unwrap_or_else(|e| e.into_inner()).push(Post {
+    let status = match shared.status.load(Ordering::SeqCst) {
+        0 => StatusCode::ACCEPTED,
+        code => StatusCode::from_u16(code).unwrap_or(StatusCode::ACCEPTED),
+    };
+    lock(&shared.posts).push(Post {
         path: uri.path().to_string(),
         content_type,
         body,
+        status: status.as_u16(),
     });
-    StatusCode::ACCEPTED
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    status
 }
 
 #[cfg(test)]
@@ -138,5 +229,28 @@ mod tests {
         assert_eq!(posts[0].content_type.as_deref(), Some("application/json"));
         assert_eq!(posts[0].body, serde_json::json!({"a": 1}));
         assert_eq!(posts[1].body, Value::String("not json".into()));
+    }
+
+    #[tokio::test]
+    async fn answers_another_status_slowly_or_refuses_while_stopped() {
+        let r = Receiver::start().await.unwrap();
+        let post =
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        r.answer_with(429);
+        assert!(exchange(r.addr(), post).await.starts_with("HTTP/1.1 429"));
+        r.answer_with(202);
+        r.answer_after(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        assert!(exchange(r.addr(), post).await.starts_with("HTTP/1.1 202"));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        r.answer_after(Duration::ZERO);
+
+        r.stop().await;
+        let refused = tokio::net::TcpStream::connect(r.addr()).await;
+        assert!(refused.is_err(), "connected to a stopped receiver");
+        r.start_again().await.unwrap();
+        assert!(exchange(r.addr(), post).await.starts_with("HTTP/1.1 202"));
+        let statuses: Vec<u16> = r.requests().iter().map(|p| p.status).collect();
+        assert_eq!(statuses, [429, 202, 202]);
     }
 }

@@ -177,6 +177,40 @@ async fn an_expired_continue_token_answers_410_with_the_real_body() -> Result<()
 }
 
 #[tokio::test]
+async fn a_continue_expiry_fault_hits_only_continued_lists_of_its_path() -> Result<()> {
+    let (server, cms) = with_configmaps(3).await?;
+    let id = server.faults().inject(
+        Fault::expire_continue()
+            .path_prefix("/api/v1/namespaces/default/configmaps")
+            .times(1),
+    );
+    // A first page carries no token: not matched, not counted.
+    let first = cms.list(&ListParams::default().limit(1)).await?;
+    assert_eq!(server.faults().hits(id), 0);
+    let token = first.metadata.continue_.context("continue")?;
+    let other: Api<Namespace> = Api::all(client_for(&server)?);
+    let page = other.list(&ListParams::default().limit(1)).await?;
+    other
+        .list(
+            &ListParams::default()
+                .limit(1)
+                .continue_token(page.metadata.continue_.as_deref().context("continue")?),
+        )
+        .await?;
+    assert_eq!(server.faults().hits(id), 0, "another path is not matched");
+    let status = expect_status(
+        cms.list(&ListParams::default().limit(1).continue_token(&token))
+            .await,
+    )
+    .await?;
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+    assert_eq!(server.faults().hits(id), 1);
+    cms.list(&ListParams::default().limit(1).continue_token(&token))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn dropped_watches_end_and_a_stopped_server_refuses_connections() -> Result<()> {
     let server = ApiServer::start().await?;
     let client = client_for(&server)?;

@@ -22,6 +22,14 @@ pub struct Timeouts {
 #[derive(Clone)]
 pub struct ApiClient {
     pub client: kube::Client,
+    /// The same server without kube's own retry of 429, 503 and 504
+    /// (`Config::default_retry`), for the report's reads: the live source
+    /// retries them itself (a few attempts, `Retry-After` honoured) and then
+    /// names the status it got. Under kube's retry (15 attempts, backoff
+    /// doubling from 5 ms) a throttled or unavailable kind is retried until
+    /// the request timeout and fails as "no answer within …", after costing
+    /// the whole timeout. Writes, events and watches keep kube's retry.
+    pub reads: kube::Client,
     /// The server URL, for messages.
     pub server: String,
     pub timeouts: Timeouts,
@@ -72,12 +80,17 @@ impl ApiClient {
         // Count the read timeout from the request, not from when a pooled
         // connection went idle.
         config.reset_reader_on_write = true;
-        let client = kube::Client::try_from(config).map_err(|e| ClientError::Build {
-            server: server.clone(),
-            cause: error_chain(&e),
-        })?;
+        let mut reads = config.clone();
+        reads.default_retry = false;
+        let build = |config: kube::Config| {
+            kube::Client::try_from(config).map_err(|e| ClientError::Build {
+                server: server.clone(),
+                cause: error_chain(&e),
+            })
+        };
         Ok(ApiClient {
-            client,
+            client: build(config)?,
+            reads: build(reads)?,
             server,
             timeouts,
         })

@@ -1,6 +1,8 @@
 //! Forwarding of events to Flux's notification-controller, as Flux's own recorder does it
 //! (`github.com/fluxcd/pkg/runtime/events`, `recorder.go`): one JSON document per event, POSTed over plain HTTP, with a timeout, bounded
-//! retries on connection errors, timeouts and 5xx, and no retry on 429 (duplicates) nor other 4xx.
+//! retries on connection errors and 5xx, and no retry on 429 (duplicates) nor other 4xx.
+//! Unlike Flux's recorder, a POST that got no answer within the timeout is not retried either:
+//! it was sent, the receiver may have it, and a second one could notify twice.
 //!
 //! A background worker owns a bounded queue, so [`Notifier::send`] never waits on the receiver:
 //! a slow or dead notification-controller costs dropped notifications, never a late report.

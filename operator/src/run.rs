@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.propagate_labels = propagate;
     let ctx = Context {
         client,
+        reads: api.reads.clone(),
         namespace: args.namespace.clone(),
         interval: args.reporting_interval,
         report_timeout: args.report_timeout,

@@ -16,6 +16,17 @@ enum PathMatch {
     Contains(String),
 }
 
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => path == p.as_str(),
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Contains(s) => path.contains(s.as_str()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
     Status {
@@ -25,6 +36,8 @@ enum Action {
     },
     Latency(Duration),
     Mute,
+    /// A list request that carries a `continue` token answers 410 `Expired`.
+    ExpireContinue,
 }
 
 /// A fault to inject: build it with [`Fault::status`] or [`Fault::latency`], narrow it with the
@@ -76,6 +89,21 @@ impl Fault {
     pub fn mute() -> Fault {
         Fault {
             action: Action::Mute,
+            method: None,
+            path: PathMatch::Any,
+            times: None,
+            watches: None,
+            duration: None,
+        }
+    }
+
+    /// Expire the `continue` token of matching list requests: they answer 410 `Expired`, as
+    /// the real server does once etcd has compacted past the token's resourceVersion. Requests
+    /// without a token are not matched (nor counted against `times`); narrow it to one
+    /// collection with [`Fault::path_prefix`].
+    pub fn expire_continue() -> Fault {
+        Fault {
+            action: Action::ExpireContinue,
             method: None,
             path: PathMatch::Any,
             times: None,
@@ -238,9 +266,28 @@ impl Faults {
         self.expire_all_continues.store(on, Ordering::SeqCst);
     }
 
-    pub(crate) fn take_continue_expiry(&self) -> bool {
-        self.expire_all_continues.load(Ordering::SeqCst)
+    /// Whether the list request for `path`, which carries a continue token, must answer 410.
+    pub(crate) fn take_continue_expiry(&self, path: &str) -> bool {
+        if self.expire_all_continues.load(Ordering::SeqCst)
             || self.expire_next_continue.swap(false, Ordering::SeqCst)
+        {
+            return true;
+        }
+        let now = Instant::now();
+        let mut rules = self.rules();
+        rules.retain(|r| r.until.is_none_or(|u| u > now));
+        let rule = rules.iter_mut().find(|r| {
+            r.fault.action == Action::ExpireContinue
+                && r.fault.times.is_none_or(|t| r.hits < t)
+                && r.fault.path.matches(path)
+        });
+        match rule {
+            Some(r) => {
+                r.hits += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Ends every open watch stream now (clients see a normal end of stream and re-watch).
@@ -330,16 +377,12 @@ impl Faults {
             if f.watches.is_some_and(|w| w != watch) {
                 continue;
             }
-            let path_ok = match &f.path {
-                PathMatch::Any => true,
-                PathMatch::Exact(p) => path == p.as_str(),
-                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-                PathMatch::Contains(s) => path.contains(s.as_str()),
-            };
-            if !path_ok {
+            if !f.path.matches(path) {
                 continue;
             }
             match &f.action {
+                // Decided by the list handler, which knows whether there is a token.
+                Action::ExpireContinue => {}
                 Action::Latency(d) => {
                     r.hits += 1;
                     decision.delay += *d;

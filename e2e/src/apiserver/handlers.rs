@@ -191,7 +191,7 @@ fn list_objects(shared: &Arc<Shared>, req: &Req, t: &Target) -> ApiResult<Resp> 
     let (start, token_rv) = match cont {
         Some(c) => {
             let (token_rv, start) = list::decode_continue(c)?;
-            if shared.faults.take_continue_expiry()
+            if shared.faults.take_continue_expiry(&req.path)
                 || (token_rv >= 0 && (token_rv as u64) < state.compacted_rv)
             {
                 return Err(list::expired_continue(&start));

@@ -104,13 +104,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Runtime)
 }
 
-/// A client from `KUBECONFIG` or the in-cluster service account, once the
+/// The clients for `KUBECONFIG` or the in-cluster service account, once the
 /// server has answered: a server that does not answer is one clear error
 /// (exit 2) after at most the connect timeout plus the request timeout.
-pub async fn client(api: &ApiArgs) -> Result<kube::Client, CliError> {
+pub async fn connect(api: &ApiArgs) -> Result<ApiClient, CliError> {
     let api = ApiClient::new(api.timeouts()).await?;
     api.probe().await?;
-    Ok(api.client)
+    Ok(api)
+}
+
+/// The client of [`connect`].
+pub async fn client(api: &ApiArgs) -> Result<kube::Client, CliError> {
+    Ok(connect(api).await?.client)
 }
 
 /// The FluxReport the operator keeps in the cluster. Errors read as one line:
@@ -152,7 +157,7 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
         }
         None => {
             let source = LiveSource::new(
-                client(&args.api).await?,
+                connect(&args.api).await?.reads,
                 LiveConfig {
                     page_size: args.page_size,
                     request_timeout: args.api.request_timeout,

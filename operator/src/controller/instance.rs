@@ -10,7 +10,8 @@ use flux_reporter_api::constants::*;
 use flux_reporter_api::fluxinstance::FluxInstanceStatus;
 use flux_reporter_api::{FluxInstance, FluxReport, FluxReportSpec};
 use flux_reporter_report::Outcome;
-use flux_reporter_report::health::{self, Verdict};
+use flux_reporter_report::compute::Section;
+use flux_reporter_report::health;
 use flux_reporter_report::instance::{self, Verification};
 use flux_reporter_report::metrics::InstanceRow;
 use flux_reporter_report::source::error_chain;
@@ -76,14 +77,15 @@ pub async fn handle_instance(
     ensure_notifier(ctx, state, spec, &domain);
     let Some(instance) = instance else {
         // No declaration: judge the installation by what the report sees.
-        let now = report_health(spec, outcome);
-        let previous = state
-            .health
-            .clone()
-            .map(Previous::Seen)
-            .unwrap_or(Previous::Unknown);
-        emit_transitions(state, &Target::from_object(report), &previous, &now).await;
-        state.health = Some(now);
+        if let Some(now) = report_health(spec, outcome) {
+            let previous = state
+                .health
+                .clone()
+                .map(Previous::Seen)
+                .unwrap_or(Previous::Unknown);
+            emit_transitions(state, &Target::from_object(report), &previous, &now).await;
+            state.health = Some(now);
+        }
         return None;
     };
     if owned_by_flux_operator {
@@ -103,8 +105,10 @@ pub async fn handle_instance(
             None
         }
     };
-    emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
-    state.health = Some(now);
+    if let Some(now) = now {
+        emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
+        state.health = Some(now);
+    }
     written
 }
 
@@ -198,8 +202,12 @@ fn persisted(instance: &FluxInstance) -> Previous {
     }
 }
 
-fn instance_health(v: &Verification, spec: &FluxReportSpec) -> HealthState {
-    HealthState {
+/// The health the verification found, `None` when it could not tell (a section it needs could
+/// not be read): that is neither a recovery nor a new failure, so no event, and the next run
+/// compares with the last health that was known.
+fn instance_health(v: &Verification, spec: &FluxReportSpec) -> Option<HealthState> {
+    v.ready?;
+    Some(HealthState {
         healthy: v.ready != Some(false),
         failing: v
             .problems
@@ -214,12 +222,14 @@ fn instance_health(v: &Verification, spec: &FluxReportSpec) -> HealthState {
             .iter()
             .map(|c| c.name.clone())
             .collect::<BTreeSet<_>>(),
-    }
+    })
 }
 
 /// Health of the installation when there is no FluxInstance: distribution,
 /// components and sync (failing app objects are Flux's own alerts' business).
-fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> HealthState {
+/// `None` when nothing seen is unhealthy but one of those could not be read,
+/// as for [`instance_health`].
+fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> Option<HealthState> {
     let h = health::assess(outcome);
     let problems: Vec<_> = h
         .problems
@@ -241,9 +251,14 @@ fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> HealthState {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let unknown_only = problems.is_empty() && h.verdict == Verdict::Unknown;
-    HealthState {
-        healthy: problems.is_empty() || unknown_only,
+    let unknown = [Section::Distribution, Section::Components, Section::Sync]
+        .into_iter()
+        .any(|s| outcome.failed(s));
+    if problems.is_empty() && unknown {
+        return None;
+    }
+    Some(HealthState {
+        healthy: problems.is_empty(),
         failing: problems
             .iter()
             .map(|p| (format!("{}/{}", p.area, p.subject), p.message.clone()))
@@ -256,7 +271,7 @@ fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> HealthState {
         },
         version: spec.distribution.version.clone(),
         components: spec.components.iter().map(|c| c.name.clone()).collect(),
-    }
+    })
 }
 
 async fn emit_transitions(state: &State, target: &Target, previous: &Previous, now: &HealthState) {
@@ -405,6 +420,19 @@ mod tests {
             ("False", "ComponentsNotReady", "v2.7.3")
         );
         assert_eq!(rows[1], row("b"), "another FluxInstance is left alone");
+    }
+
+    #[test]
+    fn health_the_verification_could_not_tell_is_no_health_at_all() {
+        let v = Verification {
+            ready: None,
+            reason: instance::reasons::INCOMPLETE,
+            message: "could not verify components: the report could not read them".into(),
+            problems: Vec::new(),
+            revision: Some("v2.7.3".into()),
+            components: Vec::new(),
+        };
+        assert_eq!(instance_health(&v, &FluxReportSpec::default()), None);
     }
 
     #[test]

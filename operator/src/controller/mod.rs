@@ -57,6 +57,8 @@ use plan::Plan;
 /// Everything the reconciler needs, handed in by `run`.
 pub struct Context {
     pub client: Client,
+    /// For the report's reads: no kube-level retry (see `ApiClient::reads`).
+    pub reads: Client,
     pub namespace: String,
     pub interval: Duration,
     /// Time allowed for one report run.
@@ -295,7 +297,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     let mut options = ctx.options.clone();
     options.sync_root = plan.sync_root.clone();
     let source =
-        LiveSource::new(ctx.client.clone(), ctx.live.clone()).with_deadline(ctx.report_timeout);
+        LiveSource::new(ctx.reads.clone(), ctx.live.clone()).with_deadline(ctx.report_timeout);
     let mut outcome = compute(&source, &options).await;
     let spec = keep_last_good(state.previous.as_ref(), &outcome);
     state.runs += 1;

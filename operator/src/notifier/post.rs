@@ -64,7 +64,7 @@ pub(super) enum Outcome {
         status: StatusCode,
         attempts: u32,
     },
-    /// Every attempt failed (connection error, timeout, 5xx), or the address is unusable.
+    /// Every attempt failed (connection error, 5xx), one timed out, or the address is unusable.
     GaveUp {
         attempts: u32,
         error: NotifyError,
@@ -153,6 +153,14 @@ impl Poster {
                         attempts: attempt,
                     };
                 }
+                // The request went out and the receiver may have it: another POST could
+                // notify twice for one event.
+                Err(error @ NotifyError::Timeout(_)) => {
+                    return Outcome::GaveUp {
+                        attempts: attempt,
+                        error,
+                    };
+                }
                 Err(e) => e,
             };
             if attempt >= self.attempts {
@@ -191,8 +199,8 @@ impl Poster {
     }
 }
 
-/// Connection errors and timeouts are retried by the caller; of the statuses, the 5xx ones,
-/// except 501 (as go-retryablehttp, which Flux's recorder uses).
+/// Connection errors are retried by the caller (a timeout is not: see `deliver`); of the
+/// statuses, the 5xx ones, except 501 (as go-retryablehttp, which Flux's recorder uses).
 pub(super) fn retryable(status: StatusCode) -> bool {
     status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED
 }

@@ -163,8 +163,9 @@ async fn does_not_retry_other_4xx_and_logs_the_failure() {
     assert!(warns[0].contains("400 Bad Request"), "{text}");
 }
 
+/// The POST went out: the receiver may have the event, so a second POST could notify twice.
 #[tokio::test]
-async fn a_hanging_receiver_times_out_after_every_attempt() {
+async fn a_receiver_that_does_not_answer_in_time_is_not_posted_again() {
     let receiver = TestReceiver::start(vec![Reply::Hang]).await;
     let mut cfg = config(&receiver.url);
     cfg.timeout = Duration::from_millis(200);
@@ -176,7 +177,7 @@ async fn a_hanging_receiver_times_out_after_every_attempt() {
     let took = started.elapsed();
     match outcome {
         Outcome::GaveUp { attempts, error } => {
-            assert_eq!(attempts, 2);
+            assert_eq!(attempts, 1);
             assert!(
                 matches!(error, NotifyError::Timeout(t) if t == Duration::from_millis(200)),
                 "{error:?}"
@@ -185,10 +186,9 @@ async fn a_hanging_receiver_times_out_after_every_attempt() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    // 2 × 200ms + 50ms of backoff.
-    assert!(took >= Duration::from_millis(450), "{took:?}");
-    assert!(took < Duration::from_millis(1500), "{took:?}");
-    assert_eq!(receiver.received().len(), 2);
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    assert_eq!(receiver.received().len(), 1);
 }
 
 #[tokio::test]
@@ -216,7 +216,7 @@ async fn send_never_waits_on_a_hanging_receiver_and_drops_when_full() {
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1500), "{took:?}");
     assert_eq!(notifier.stats().failed, 1);
-    assert_eq!(receiver.received().len(), 2);
+    assert_eq!(receiver.received().len(), 1);
 }
 
 #[tokio::test]

@@ -231,14 +231,18 @@ impl LiveSource {
                     None,
                 )
             })?;
+        // The client's own read timeout (the request timeout) and ours race:
+        // either way the message is the same, the kube error kept as the source.
+        let no_answer = || format!("no answer within {}", crate::duration::format_run(timeout));
         let work = async {
             let response = self.client.send(request).await.map_err(|e| {
                 let timed_out = is_timeout(&e);
-                Failed::transport(
-                    format!("GET {path}: {}", error_chain(&e)),
-                    timed_out,
-                    Some(e),
-                )
+                let what = if timed_out {
+                    no_answer()
+                } else {
+                    error_chain(&e)
+                };
+                Failed::transport(format!("GET {path}: {what}"), timed_out, Some(e))
             })?;
             self.answered.store(true, Ordering::Relaxed);
             let status = response.status();
@@ -250,8 +254,13 @@ impl LiveSource {
                 .map(Duration::from_secs);
             let body = response.into_body().collect_bytes().await.map_err(|e| {
                 let timed_out = is_timeout(&e);
+                let what = if timed_out {
+                    no_answer()
+                } else {
+                    error_chain(&e)
+                };
                 Failed::transport(
-                    format!("GET {path}: reading the body: {}", error_chain(&e)),
+                    format!("GET {path}: reading the body: {what}"),
                     timed_out,
                     Some(e),
                 )
@@ -357,7 +366,8 @@ impl LiveSource {
                 Answer::Gone(message)
                     if token.is_some() && restarts < self.config.list_restarts =>
                 {
-                    tracing::info!(path = collection, %message, "continue token expired; restarting the list");
+                    // Not `message`: JSON logs would carry two.
+                    tracing::info!(path = collection, error = %message, "continue token expired; restarting the list");
                     restarts += 1;
                     token = None;
                     on_restart();
