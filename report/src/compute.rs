@@ -597,7 +597,12 @@ impl Outcome {
                 message,
             };
         }
-        let failed: Vec<String> = self.failures.iter().map(Failure::to_string).collect();
+        // A server message often ends with its own full stop; the list is followed by one.
+        let failed: Vec<String> = self
+            .failures
+            .iter()
+            .map(|f| f.to_string().trim_end_matches('.').to_owned())
+            .collect();
         message = if last_good_kept {
             format!(
                 "Report incomplete, last good values kept for: {}. {message}",
@@ -618,5 +623,28 @@ impl Outcome {
             reason: REPORT_INCOMPLETE_REASON,
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_message_ending_in_a_full_stop_is_not_followed_by_a_second_one() {
+        let outcome = Outcome {
+            failures: vec![Failure {
+                section: Section::Reconcilers,
+                kind: Some("HelmRepository".into()),
+                error: "Too many requests, please try again later.".into(),
+            }],
+            duration: Duration::from_secs(2),
+            ..Outcome::default()
+        };
+        assert_eq!(
+            outcome.readiness().message,
+            "Report incomplete, last good values kept for: reconcilers HelmRepository: \
+             Too many requests, please try again later. Reporting finished in 2s"
+        );
     }
 }
