@@ -77,12 +77,13 @@ pub async fn handle_instance(
     ensure_notifier(ctx, state, spec, &domain);
     let Some(instance) = instance else {
         // No declaration: judge the installation by what the report sees.
-        if let Some(now) = report_health(spec, outcome) {
+        if let Some(mut now) = report_health(spec, outcome) {
             let previous = state
                 .health
                 .clone()
                 .map(Previous::Seen)
                 .unwrap_or(Previous::Unknown);
+            carry_unread(&mut now, &previous, outcome);
             emit_transitions(state, &Target::from_object(report), &previous, &now).await;
             state.health = Some(now);
         }
@@ -105,7 +106,8 @@ pub async fn handle_instance(
             None
         }
     };
-    if let Some(now) = now {
+    if let Some(mut now) = now {
+        carry_unread(&mut now, &previous, outcome);
         emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
         state.health = Some(now);
     }
@@ -274,6 +276,37 @@ fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> Option<HealthState
     })
 }
 
+/// Whether a failing part named `subject` (`component/x`, `sync`, `version` from the
+/// verification; `components/x`, `sync/…`, `distribution/…` from the report's health) lies in a
+/// section this run could not read.
+fn unread(subject: &str, outcome: &Outcome) -> bool {
+    let area = subject.split('/').next().unwrap_or(subject);
+    match area {
+        "component" | "components" => outcome.failed(Section::Components),
+        "sync" => outcome.failed(Section::Sync),
+        "distribution" => outcome.failed(Section::Distribution),
+        "version" => outcome.failed(Section::Distribution) || outcome.failed(Section::Components),
+        _ => false,
+    }
+}
+
+/// A part that was failing and lies in a section this run could not read is still failing as
+/// far as we know: it is carried over, so that it is neither announced as recovered now nor as a
+/// new failure when the section is read again.
+fn carry_unread(now: &mut HealthState, previous: &Previous, outcome: &Outcome) {
+    let Previous::Seen(before) = previous else {
+        return;
+    };
+    if now.healthy {
+        return;
+    }
+    for (subject, message) in &before.failing {
+        if !now.failing.contains_key(subject) && unread(subject, outcome) {
+            now.failing.insert(subject.clone(), message.clone());
+        }
+    }
+}
+
 async fn emit_transitions(state: &State, target: &Target, previous: &Previous, now: &HealthState) {
     for t in transitions::transitions(previous, now) {
         let kind = match t.severity {
@@ -433,6 +466,48 @@ mod tests {
             components: Vec::new(),
         };
         assert_eq!(instance_health(&v, &FluxReportSpec::default()), None);
+    }
+
+    #[test]
+    fn a_failing_part_in_a_section_not_read_this_run_is_not_announced_as_recovered() {
+        let failing = |parts: &[&str]| HealthState {
+            healthy: false,
+            failing: parts
+                .iter()
+                .map(|p| (p.to_string(), format!("{p} is not ready")))
+                .collect(),
+            reason: "ComponentsNotReady".into(),
+            message: parts.join("; "),
+            ..Default::default()
+        };
+        let previous = Previous::Seen(failing(&["component/helm-controller", "sync"]));
+        // This run could not read the components; the sync still fails.
+        let outcome = Outcome {
+            failures: vec![flux_reporter_report::compute::Failure {
+                section: Section::Components,
+                kind: None,
+                error: "the server is currently unable to handle the request".into(),
+            }],
+            ..Outcome::default()
+        };
+        let mut now = failing(&["sync"]);
+        carry_unread(&mut now, &previous, &outcome);
+        assert!(now.failing.contains_key("component/helm-controller"));
+        assert_eq!(transitions::transitions(&previous, &now), Vec::new());
+
+        // Read again and still failing: nothing new either.
+        let again = failing(&["component/helm-controller", "sync"]);
+        assert_eq!(
+            transitions::transitions(&Previous::Seen(now), &again),
+            Vec::new()
+        );
+
+        // Read and fixed: that is a recovery.
+        let mut fixed = failing(&["sync"]);
+        carry_unread(&mut fixed, &previous, &Outcome::default());
+        let t = transitions::transitions(&previous, &fixed);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].reason, "PartiallyRecovered");
     }
 
     #[test]
