@@ -137,17 +137,50 @@ pub fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// One line: the error and its causes, joined by ": " (a cause whose text
-/// its parent already carries is left out).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
+/// its parent already carries is left out). kube's `Error::Api` prints the
+/// server's `Status` twice, once as Rust debug output; it is left out for its
+/// cause, the `Status`, which reads "message: reason".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        next = err.source();
+        if matches!(err.downcast_ref::<kube::Error>(), Some(kube::Error::Api(_))) {
+            continue;
+        }
+        let text = err.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write the FluxReport; the previous report stays")]
+    struct Write(#[source] kube::Error);
+
+    #[test]
+    fn an_api_error_reads_as_the_servers_message_without_rust_debug_output() {
+        let status = kube::core::Status::failure(
+            "Operation cannot be fulfilled on fluxreports.fluxcd.controlplane.io \"flux\": \
+             the object has been modified",
+            "Conflict",
+        )
+        .with_code(409);
+        let chain = error_chain(&Write(kube::Error::Api(status.boxed())));
+        assert_eq!(
+            chain,
+            "cannot write the FluxReport; the previous report stays: Operation cannot be \
+             fulfilled on fluxreports.fluxcd.controlplane.io \"flux\": the object has been \
+             modified: Conflict"
+        );
+    }
 }
