@@ -6,8 +6,10 @@
 //! scrape within the TTL costs no review (counted on the double's request log; skipped, and
 //! said so, on a real cluster). A provided certificate is served, and a renewed one is picked up.
 //!
-//! The operator runs with the test's admin credentials, which may create reviews; the project's
-//! ClusterRole for that (`flux-reporter-metrics-auth`) is checked in e2e/tests/manifests.rs.
+//! On a real cluster with `E2E_RBAC=1` the operator runs under the project RBAC: `config/rbac`
+//! plus the RBAC of `config/metrics-secure` (`flux-reporter-metrics-auth`, which lets it create
+//! the reviews), so the shipped ClusterRoles are what is tested. Elsewhere it runs with the
+//! test's admin credentials; e2e/tests/manifests.rs checks the rendered roles.
 //!
 //! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
 //! cluster: see e2e/README.md ("Against a real cluster").
@@ -230,8 +232,8 @@ async fn start_secure(env: &Env, extra: &[&str]) -> Operator {
     let mut opts = OperatorOpts::every("1h");
     opts.args.push("--metrics-secure".into());
     opts.args.extend(extra.iter().map(|s| s.to_string()));
-    // The test's credentials, which may create reviews; see the module comment.
-    opts.project_rbac = Some(false);
+    // Under the project RBAC, the operator may create reviews through metrics-auth.
+    opts.rbac_components = vec!["metrics-secure"];
     env.start_operator(opts).await
 }
 

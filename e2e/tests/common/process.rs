@@ -35,6 +35,9 @@ pub struct OperatorOpts {
     /// Run under the project's own RBAC (`config/rbac`, a ServiceAccount token) on a real
     /// cluster. Default: `E2E_RBAC=1`. Ignored on the double, which authorizes everything.
     pub project_rbac: Option<bool>,
+    /// Directories under `config/` whose RBAC objects are applied beside `config/rbac` when the
+    /// operator runs under the project RBAC (e.g. `metrics-secure`).
+    pub rbac_components: Vec<&'static str>,
     /// More flags for `flux-reporter run`.
     pub args: Vec<String>,
 }
@@ -46,6 +49,7 @@ impl OperatorOpts {
             leader_elect: false,
             pod_name: "flux-reporter-e2e".into(),
             project_rbac: None,
+            rbac_components: Vec::new(),
             args: Vec::new(),
         }
     }

@@ -14,6 +14,15 @@ use super::{
 };
 use crate::common::process::{Operator, OperatorOpts};
 
+/// What [`Env::project_rbac_kubeconfig`] applies of a `config/` directory.
+const RBAC_KINDS: &[&str] = &[
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
 /// The project RBAC applied for this test (real cluster only).
 pub(super) struct Rbac {
     pub(super) kubeconfig: PathBuf,
@@ -76,7 +85,7 @@ impl Env {
     /// `config/rbac`, with a token from the TokenRequest API.
     pub async fn start_operator(&self, opts: OperatorOpts) -> Operator {
         let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
-            self.project_rbac_kubeconfig().await
+            self.project_rbac_kubeconfig(&opts.rbac_components).await
         } else {
             self.kubeconfig.clone()
         };
@@ -87,7 +96,7 @@ impl Env {
     /// [`Env::api_upstream`]), with the kubeconfig [`Env::start_operator`] would use.
     pub async fn start_operator_through(&self, proxy: &MuteProxy, opts: OperatorOpts) -> Operator {
         let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
-            self.project_rbac_kubeconfig().await
+            self.project_rbac_kubeconfig(&opts.rbac_components).await
         } else {
             self.kubeconfig.clone()
         };
@@ -115,27 +124,36 @@ impl Env {
         self.apply(obj).await
     }
 
-    /// Applies `config/rbac` for the test namespace (cluster-scoped names suffixed with it) and
-    /// returns a kubeconfig that authenticates as its ServiceAccount.
-    async fn project_rbac_kubeconfig(&self) -> PathBuf {
+    /// Applies `config/rbac`, and the RBAC objects of `components` (directories under `config/`),
+    /// for the test namespace (cluster-scoped names suffixed with it) and returns a kubeconfig
+    /// that authenticates as its ServiceAccount.
+    async fn project_rbac_kubeconfig(&self, components: &[&str]) -> PathBuf {
         let mut rbac = self.rbac.lock().await;
         if let Some(r) = rbac.as_ref() {
             return r.kubeconfig.clone();
         }
-        let dir = manifest_dir().join("../config/rbac");
-        let kustomization = documents(&dir.join("kustomization.yaml"), &[]);
-        let files: Vec<String> = kustomization[0]["resources"]
-            .as_array()
-            .expect("config/rbac/kustomization.yaml resources")
-            .iter()
-            .filter_map(|r| r.as_str().map(str::to_string))
-            .collect();
         let suffix = format!("-{}", self.ns);
         let mut service_account = None;
         let mut cluster_role = None;
+        let mut files = Vec::new();
+        for component in std::iter::once(&"rbac").chain(components) {
+            let dir = manifest_dir().join("../config").join(component);
+            let kustomization = documents(&dir.join("kustomization.yaml"), &[]);
+            let resources = kustomization[0]["resources"]
+                .as_array()
+                .unwrap_or_else(|| panic!("config/{component}/kustomization.yaml resources"));
+            files.extend(
+                resources
+                    .iter()
+                    .filter_map(|r| r.as_str().map(|r| dir.join(r))),
+            );
+        }
         for file in files {
-            for mut doc in documents(&dir.join(&file), &[]) {
+            for mut doc in documents(&file, &[]) {
                 let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+                if !RBAC_KINDS.contains(&kind.as_str()) {
+                    continue;
+                }
                 if CLUSTER_SCOPED.contains(&kind.as_str()) {
                     let name = format!(
                         "{}{suffix}",
