@@ -155,6 +155,7 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
                 client(&args.api).await?,
                 LiveConfig {
                     page_size: args.page_size,
+                    list_concurrency: args.list_concurrency,
                     request_timeout: args.api.request_timeout,
                     ..LiveConfig::default()
                 },
