@@ -183,3 +183,47 @@ async fn an_incomplete_report_is_printed_and_exits_1_naming_what_could_not_be_re
         text(&out.stderr)
     );
 }
+
+/// A printed report with what differs from run to run (the run's duration and
+/// the condition's transition time) masked, every other byte kept.
+fn masked(stdout: &[u8]) -> String {
+    text(stdout)
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("lastTransitionTime:") {
+                return "lastTransitionTime: <masked>".to_string();
+            }
+            match line.split_once("Reporting finished in ") {
+                Some((head, tail)) => {
+                    let rest = tail.trim_start_matches(|c: char| {
+                        c.is_ascii_alphanumeric() || c == '.' || c == 'µ'
+                    });
+                    format!("{head}Reporting finished in <duration>{rest}")
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_with_list_concurrency_1_and_4_prints_the_same_bytes() {
+    let c = cluster().await;
+    // Pages of 2: every kind of the sample spans several pages.
+    let one = run(
+        &c,
+        &["report", "--page-size", "2", "--list-concurrency", "1"],
+    )
+    .await;
+    let four = run(
+        &c,
+        &["report", "--page-size", "2", "--list-concurrency", "4"],
+    )
+    .await;
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    assert!(four.status.success(), "{}", text(&four.stderr));
+    assert!(text(&one.stdout).contains("Reporting finished in "));
+    assert_eq!(masked(&four.stdout), masked(&one.stdout));
+    assert_eq!(text(&four.stderr), text(&one.stderr));
+}

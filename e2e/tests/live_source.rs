@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use flux_reporter_api::OperatorInfo;
+use flux_reporter_e2e::MuteProxy;
 use flux_reporter_e2e::apiserver::{ApiServer, Fault};
 use flux_reporter_report::source::dump::DumpSource;
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
@@ -343,4 +344,262 @@ async fn a_run_whose_every_request_outlives_the_deadline_did_not_get_through() {
     // Slow, not mute: nothing answered, and nothing says the server is dead.
     assert_eq!(source.mute_cause(), None);
     assert!(!source.got_through());
+}
+
+/// The sample dump, plus 24 more of each of its Flux objects' kinds: failing,
+/// suspended and malformed (a wrong-typed `spec.suspend`) ones among them, so
+/// that with small pages every kind spans several pages.
+async fn seeded_many() -> ApiServer {
+    let server = seeded().await;
+    let mut extra = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for obj in flux_reporter_e2e::fixtures::sample_dump_objects() {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        if !api_version.contains(".fluxcd.io/") || !seen.insert(kind.clone()) {
+            continue;
+        }
+        for i in 0..24 {
+            let mut copy = obj.clone();
+            let meta = copy["metadata"].as_object_mut().unwrap();
+            meta.remove("uid");
+            meta.insert(
+                "name".into(),
+                format!("{}-copy-{i}", kind.to_lowercase()).into(),
+            );
+            meta.insert("namespace".into(), format!("team-{}", i % 3).into());
+            if i % 4 == 1 {
+                copy["spec"]["suspend"] = true.into();
+            }
+            if i % 11 == 5 {
+                copy["spec"]["suspend"] = "yes".into();
+            }
+            if i % 5 == 2
+                && let Some(conds) = copy["status"]["conditions"].as_array_mut()
+            {
+                for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+                    c["status"] = "False".into();
+                    c["reason"] = format!("Failure{i}").into();
+                    c["message"] = format!("copy {i} of {kind} fails").into();
+                }
+            }
+            extra.push(copy);
+        }
+    }
+    server.insert_many(extra).unwrap();
+    server
+}
+
+fn concurrent(server: &ApiServer, page_size: u32, list_concurrency: usize) -> LiveSource {
+    live_with(
+        &server.url(),
+        LiveConfig {
+            page_size,
+            list_concurrency,
+            backoff: Duration::from_millis(20),
+            ..LiveConfig::default()
+        },
+    )
+}
+
+/// Everything a run produced but its duration, as bytes: the spec as JSON,
+/// the rest as their debug text, the Ready message with the duration cut out.
+fn outcome_bytes(o: &Outcome) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&o.spec).unwrap();
+    let readiness = o.readiness();
+    let message = readiness.message.replace(
+        &flux_reporter_report::duration::format_run(o.duration),
+        "<duration>",
+    );
+    out.extend(
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}\n{}",
+            o.failures,
+            o.notes,
+            o.resource_rows,
+            o.instance_rows,
+            o.failing_objects,
+            o.malformed,
+            o.malformed_total,
+            o.artifact_bytes,
+            o.objects,
+            o.kinds,
+            o.sync_source_ref,
+            readiness.reason,
+            message
+        )
+        .into_bytes(),
+    );
+    out
+}
+
+#[tokio::test]
+async fn kinds_listed_four_at_a_time_give_byte_for_byte_the_sequential_report() {
+    let server = seeded_many().await;
+    let opts = Options::new("flux-system", operator());
+    let sequential = compute(&concurrent(&server, 7, 1), &opts).await;
+    server.reset_peak_in_flight();
+    server.clear_requests();
+    let at_four = compute(&concurrent(&server, 7, 4), &opts).await;
+    // Many pages: every kind of the sample has 25 or more objects in pages of 7.
+    let pages = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(".toolkit.fluxcd.io/") && r.query_param("limit").is_some())
+        .count();
+    assert!(pages >= 40, "{pages} list pages");
+    assert!(sequential.failures.is_empty(), "{:?}", sequential.failures);
+    assert!(sequential.malformed_total > 0 && !sequential.failing_objects.is_empty());
+    assert!(sequential.spec.sync.is_some());
+    assert_eq!(
+        String::from_utf8_lossy(&outcome_bytes(&at_four)),
+        String::from_utf8_lossy(&outcome_bytes(&sequential))
+    );
+}
+
+#[tokio::test]
+async fn with_slow_lists_the_double_sees_as_many_at_once_as_the_concurrency() {
+    let server = seeded_many().await;
+    // Every Flux kind's page takes 150 ms to answer, so lists that run at the
+    // same time are in the double's handlers at the same time.
+    server
+        .faults()
+        .inject(Fault::latency(Duration::from_millis(150)).path_contains(".toolkit.fluxcd.io/"));
+    let opts = Options::new("flux-system", operator());
+    let mut reports = Vec::new();
+    for concurrency in [1, 3, 4] {
+        server.reset_peak_in_flight();
+        let o = compute(&concurrent(&server, 50, concurrency), &opts).await;
+        assert!(o.failures.is_empty(), "{:?}", o.failures);
+        assert_eq!(
+            server.serving().peak_in_flight,
+            concurrency as u64,
+            "at most {concurrency} lists at once, and that many"
+        );
+        reports.push(outcome_bytes(&o));
+    }
+    assert!(reports.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test]
+async fn under_concurrency_a_forbidden_kind_and_a_mute_kind_fail_alone() {
+    let server = seeded_many().await;
+    let clean = compute(
+        &concurrent(&server, 7, 1),
+        &Options::new("flux-system", operator()),
+    )
+    .await;
+    server.faults().inject(
+        Fault::status(403)
+            .method("GET")
+            .path_prefix("/apis/source.toolkit.fluxcd.io/v1/helmrepositories"),
+    );
+    let mute = server
+        .faults()
+        .inject(Fault::mute().path_prefix("/apis/helm.toolkit.fluxcd.io/v2/helmreleases"));
+    let source = live_with(
+        &server.url(),
+        LiveConfig {
+            page_size: 7,
+            list_concurrency: 4,
+            ..impatient()
+        },
+    );
+    let o = compute(&source, &Options::new("flux-system", operator())).await;
+    assert_eq!(
+        o.failed_kinds().into_iter().collect::<Vec<_>>(),
+        ["HelmRelease", "HelmRepository"],
+        "{:?}",
+        o.failures
+    );
+    let failures: Vec<String> = o.failures.iter().map(|f| f.to_string()).collect();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("HelmRepository") && f.contains("forbidden")),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("HelmRelease") && f.contains("no answer within 1s")),
+        "{failures:?}"
+    );
+    // A slow path, not a mute server: one timed-out request, and the rest of the run went on.
+    assert_eq!(server.faults().hits(mute), 1);
+    assert_eq!(source.mute_cause(), None);
+    assert!(source.got_through());
+    // Every other kind is exactly what a clean sequential run read.
+    let others = |o: &Outcome| -> Vec<String> {
+        o.spec
+            .reconcilers
+            .iter()
+            .filter(|r| r.kind != "HelmRelease" && r.kind != "HelmRepository")
+            .map(|r| format!("{r:?}"))
+            .collect()
+    };
+    assert_eq!(others(&o), others(&clean));
+    assert_eq!(o.spec.sync, clean.spec.sync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_mute_while_kinds_are_listed_fails_the_rest_of_the_run() {
+    let server = seeded_many().await;
+    server
+        .faults()
+        .inject(Fault::latency(Duration::from_millis(300)).path_contains(".toolkit.fluxcd.io/"));
+    let proxy = MuteProxy::start(&server.addr().to_string()).await.unwrap();
+    let source = live_with(
+        &format!("http://{}", proxy.addr()),
+        LiveConfig {
+            page_size: 7,
+            list_concurrency: 4,
+            ..impatient()
+        },
+    );
+    let opts = Options::new("flux-system", operator());
+    let run = compute(&source, &opts);
+    // Mute the proxy once four Flux lists are in the double's hands (lists
+    // one by one never get there: then it mutes after 10 s and the check
+    // below fails).
+    let mute_when_busy = async {
+        let mut seen = 0;
+        for _ in 0..2000 {
+            seen = server.serving().in_flight;
+            if seen >= 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.set_muted(true);
+        seen
+    };
+    let (o, seen) = tokio::join!(run, mute_when_busy);
+    assert_eq!(seen, 4, "four lists in flight when the server went mute");
+    let cause = source.mute_cause().expect("the server is found mute");
+    assert!(
+        cause.starts_with("the Kubernetes API server does not answer"),
+        "{cause}"
+    );
+    assert!(!source.got_through());
+    let kinds: Vec<&flux_reporter_report::Failure> =
+        o.failures.iter().filter(|f| f.kind.is_some()).collect();
+    assert!(!kinds.is_empty(), "{:?}", o.failures);
+    // The lists in flight timed out (or were abandoned once another found the
+    // server mute); every kind after them was not tried.
+    for f in &kinds {
+        assert!(
+            f.error.contains("no answer within 1s")
+                || f.error
+                    .contains("abandoned: the Kubernetes API server does not answer")
+                || f.error
+                    .contains("not tried: the Kubernetes API server does not answer"),
+            "{f}"
+        );
+    }
+    assert!(
+        kinds.iter().any(|f| f.error.contains("not tried")),
+        "{kinds:?}"
+    );
+    assert!(o.failed(Section::Sync), "{:?}", o.failures);
 }

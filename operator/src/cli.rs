@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use flux_reporter_report::source::live::DEFAULT_LIST_CONCURRENCY;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +68,9 @@ pub struct RunArgs {
     /// Objects per page when listing Flux kinds.
     #[arg(long, env = "PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+    /// Flux kinds listed at once (pages of one kind are still read one by one).
+    #[arg(long, env = "LIST_CONCURRENCY", default_value_t = DEFAULT_LIST_CONCURRENCY, value_parser = parse_concurrency)]
+    pub list_concurrency: usize,
     /// Also export gotk_reconcile_condition and gotk_suspend_status.
     #[arg(long, env = "LEGACY_METRICS", default_value_t = false, value_parser = parse_flag, num_args = 0..=1, default_missing_value = "true")]
     pub legacy_metrics: bool,
@@ -172,6 +176,9 @@ pub struct SourceArgs {
     /// Objects per page when listing Flux kinds from a cluster.
     #[arg(long, env = "PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+    /// Flux kinds listed at once from a cluster (pages of one kind are still read one by one).
+    #[arg(long, env = "LIST_CONCURRENCY", default_value_t = DEFAULT_LIST_CONCURRENCY, value_parser = parse_concurrency)]
+    pub list_concurrency: usize,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -247,6 +254,17 @@ pub fn parse_namespace(s: &str) -> Result<String, String> {
     }
 }
 
+/// A number of kinds listed at once: a whole number, at least 1.
+pub fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("the list concurrency must be at least 1 (1 lists one kind at a time)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!(
+            "{s:?} is not a number of kinds to list at once (a whole number, at least 1)"
+        )),
+    }
+}
+
 /// A Go-style duration: `300ms`, `30s`, `5m`, `1h30m`, `1.5h`. Must be positive.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     flux_reporter_report::duration::parse(s).and_then(|d| {
@@ -310,6 +328,16 @@ mod tests {
             &"x".repeat(64),
         ] {
             assert!(parse_namespace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_list_concurrency_is_a_whole_number_of_at_least_one() {
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert_eq!(parse_concurrency("4"), Ok(4));
+        assert!(parse_concurrency("0").unwrap_err().contains("at least 1"));
+        for bad in ["-1", "two", "1.5", ""] {
+            assert!(parse_concurrency(bad).is_err(), "{bad}");
         }
     }
 

@@ -176,6 +176,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         watch_timeout_secs: api.watch_timeout_secs(),
         live: LiveConfig {
             page_size: args.page_size,
+            list_concurrency: args.list_concurrency,
             request_timeout: args.api.request_timeout,
             ..LiveConfig::default()
         },

@@ -179,6 +179,32 @@ fn a_bad_reporting_interval_is_rejected_at_start() {
     );
 }
 
+#[test]
+fn a_list_concurrency_below_one_is_rejected_by_every_command() {
+    for command in ["report", "stats", "check", "run"] {
+        let out = run(&[command, "--list-concurrency", "0"]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("--list-concurrency") && err.contains("must be at least 1"),
+            "{command}: {err}"
+        );
+    }
+    // The environment variable is read and checked the same way.
+    let out = Command::new(env!("CARGO_BIN_EXE_flux-reporter"))
+        .args(["report"])
+        .env("LIST_CONCURRENCY", "four")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\"four\" is not a number of kinds to list at once"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Runs the binary with its stdout a pipe whose reading end is already closed
 /// (`flux-reporter … | true` where `true` has gone).
 fn run_into_a_closed_pipe(args: &[&str]) -> Output {

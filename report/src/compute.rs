@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use futures::stream::{self, StreamExt};
+
 use flux_reporter_api::constants::{DISTRIBUTION_PROBE_CRD, FLUX_INSTANCE_KIND, READY_CONDITION};
 use flux_reporter_api::{FluxReportSpec, OperatorInfo};
 
@@ -14,7 +16,7 @@ use crate::crds::{self, FluxKind};
 use crate::metrics::{self, InstanceRow, ResourceRow};
 use crate::observed::FluxObject;
 use crate::reconcilers::{self, KindStats};
-use crate::source::{ObjectSink, Source};
+use crate::source::{ObjectSink, Source, SourceError};
 use crate::sync::{self, ConfiguredRoot, RootCandidates};
 use crate::{cluster, components, distribution};
 
@@ -388,11 +390,12 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
     let mut instance_sync_name = None;
     let mut instances_listed = false;
     let mut instances = Vec::new();
-    for kind in crds::operator_kinds() {
-        let mut scan = KindScan::new(&kind, opts, None);
-        match source.list_objects(&kind, &mut scan).await {
+    let operator_kinds = crds::operator_kinds();
+    for (mut scan, result) in scan_kinds(source, &operator_kinds, opts, None).await {
+        let kind = scan.kind;
+        match result {
             Ok(()) => {
-                entries.push(scan.stats.entry(&kind));
+                entries.push(scan.stats.entry(kind));
                 if kind.kind == FLUX_INSTANCE_KIND {
                     instances_listed = true;
                     instances = std::mem::take(&mut scan.instances);
@@ -405,7 +408,7 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
                     scan.malformed_total,
                     scan.stats.total,
                 );
-                out.kinds.push(kind);
+                out.kinds.push(kind.clone());
             }
             Err(e) if e.is_not_found() => {
                 // Not installed: not counted, not a failure.
@@ -431,10 +434,9 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
     });
     let mut roots = RootCandidates::new(&opts.namespace, configured);
     let mut kustomizations_listed = false;
-    for kind in &flux_kinds {
+    for (mut scan, result) in scan_kinds(source, &flux_kinds, opts, Some(&mut roots)).await {
+        let kind = scan.kind;
         let is_ks = kind.kind == "Kustomization";
-        let mut scan = KindScan::new(kind, opts, is_ks.then_some(&mut roots));
-        let result = source.list_objects(kind, &mut scan).await;
         match result {
             Ok(()) => {
                 if scan.not_objects > 0 {
@@ -519,6 +521,57 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
     out.spec.operator = Some(opts.operator.clone());
     out.duration = started.elapsed();
     out
+}
+
+/// Lists `kinds`, up to [`Source::list_concurrency`] at a time, and returns
+/// each kind's scan with its result in the order of `kinds`, whatever order
+/// the lists finished in: the outcome is the same as when they are listed one
+/// after the other. Each kind fails or succeeds on its own. The (one)
+/// Kustomization kind gets `roots`. At most that many lists run at once and
+/// each reads its pages one by one, so at most that many pages are held.
+async fn scan_kinds<'a, S: Source>(
+    source: &S,
+    kinds: &'a [FluxKind],
+    opts: &'a Options,
+    mut roots: Option<&'a mut RootCandidates>,
+) -> Vec<(KindScan<'a>, Result<(), SourceError>)> {
+    let scans: Vec<KindScan<'a>> = kinds
+        .iter()
+        .map(|kind| {
+            let roots = if kind.kind == "Kustomization" {
+                roots.take()
+            } else {
+                None
+            };
+            KindScan::new(kind, opts, roots)
+        })
+        .collect();
+    // The futures are built in a loop rather than by a closure given to
+    // `StreamExt::map`: an async block made in a closure trips rustc's
+    // "implementation of `Send` is not general enough" in the operator.
+    let mut lists = Vec::with_capacity(scans.len());
+    for (i, scan) in scans.into_iter().enumerate() {
+        lists.push(list_kind(source, i, scan));
+    }
+    let mut done: Vec<(usize, KindScan<'a>, Result<(), SourceError>)> = stream::iter(lists)
+        .buffer_unordered(source.list_concurrency().max(1))
+        .collect()
+        .await;
+    done.sort_by_key(|(i, _, _)| *i);
+    done.into_iter()
+        .map(|(_, scan, result)| (scan, result))
+        .collect()
+}
+
+/// One kind's list into its scan; `i` keeps its place in the kind order.
+async fn list_kind<'a, S: Source>(
+    source: &S,
+    i: usize,
+    mut scan: KindScan<'a>,
+) -> (usize, KindScan<'a>, Result<(), SourceError>) {
+    let kind = scan.kind;
+    let result = source.list_objects(kind, &mut scan).await;
+    (i, scan, result)
 }
 
 fn absorb(

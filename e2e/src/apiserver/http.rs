@@ -196,6 +196,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: http::Request<hyper::body::
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    if path == super::SERVING_PATH {
+        let stats = serde_json::to_value(shared.serving.stats()).unwrap_or_default();
+        return value_resp(200, &stats);
+    }
+    // Counted until answered or abandoned; watches are not per-request work.
+    let _in_flight = (!watch).then(|| shared.serving.start(&method));
     let mut record = RecordedRequest {
         method: method.clone(),
         path: path.clone(),

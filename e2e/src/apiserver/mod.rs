@@ -19,6 +19,7 @@ mod list;
 mod protobuf;
 mod registry;
 mod schema;
+mod serving;
 mod status;
 mod store;
 mod table;
@@ -36,6 +37,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultId, Faults};
+pub use serving::{SERVING_PATH, ServingStats};
 
 use store::State;
 
@@ -83,6 +85,7 @@ pub(crate) struct Shared {
     bookmark_interval: Mutex<Duration>,
     /// The ServiceAccount tokens minted by TokenRequests (`auth.rs`).
     tokens: Mutex<auth::Tokens>,
+    serving: serving::Serving,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -228,6 +231,7 @@ impl ApiServer {
             runtime: tokio::runtime::Handle::current(),
             bookmark_interval: Mutex::new(Duration::from_secs(5)),
             tokens: Mutex::new(auth::Tokens::default()),
+            serving: serving::Serving::default(),
         });
         *lock(&shared.faults.shared) = Arc::downgrade(&shared);
         shared.serve(std_listener)?;
@@ -357,6 +361,17 @@ impl ApiServer {
 
     pub fn clear_requests(&self) {
         lock(&self.shared.requests).clear();
+    }
+
+    /// What the double has served so far (watches left out); also served as JSON on
+    /// [`SERVING_PATH`].
+    pub fn serving(&self) -> ServingStats {
+        self.shared.serving.stats()
+    }
+
+    /// Start counting [`ServingStats::peak_in_flight`] again from the requests in flight now.
+    pub fn reset_peak_in_flight(&self) {
+        self.shared.serving.reset_peak();
     }
 
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK (default 5 s; the real

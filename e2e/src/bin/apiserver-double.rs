@@ -7,6 +7,9 @@
 //! FILEs are YAML (several documents and `kind: List` allowed) or JSON, or directories of such
 //! files; their objects are seeded into the store before the server answers (CRDs first, then
 //! Namespaces, then the rest).
+//!
+//! `GET /debug/apiserver-double/serving` answers what it has served so far (requests, time spent
+//! in its handlers, requests in flight), as JSON; the same figures are printed when it stops.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -178,5 +181,14 @@ async fn main() {
         server.url()
     );
     let _ = tokio::signal::ctrl_c().await;
+    let s = server.serving();
+    eprintln!(
+        "apiserver-double: served {} requests ({} GETs, watches not counted), {:.3}s in handlers, \
+         at most {} at once",
+        s.requests,
+        s.gets,
+        Duration::from_nanos(s.busy_nanos).as_secs_f64(),
+        s.peak_in_flight
+    );
     server.shutdown().await;
 }

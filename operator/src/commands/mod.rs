@@ -160,6 +160,7 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
                 connect(&args.api).await?.reads,
                 LiveConfig {
                     page_size: args.page_size,
+                    list_concurrency: args.list_concurrency,
                     request_timeout: args.api.request_timeout,
                     ..LiveConfig::default()
                 },

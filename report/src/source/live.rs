@@ -11,6 +11,13 @@
 //! fails too, the rest of the run fails at once with the cause instead of
 //! waiting out one timeout per request. A run deadline
 //! ([`LiveSource::with_deadline`]) bounds the whole run.
+//!
+//! Concurrency: the engine lists up to [`LiveConfig::list_concurrency`] kinds
+//! at once through one `LiveSource` (docs/design.md "Listing kinds
+//! concurrently"). Each list still fetches its pages one by one, so no more
+//! pages than that are held at once. The mute verdict is shared: once one
+//! request finds the server mute, the requests still in flight are abandoned
+//! at once, and only one `/version` probe runs at a time.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -45,7 +52,13 @@ pub struct LiveConfig {
     pub backoff: Duration,
     /// Restarts allowed when a continue token expires.
     pub list_restarts: u32,
+    /// Flux kinds listed at once (at least 1); pages of one kind are still
+    /// fetched and decoded one after the other.
+    pub list_concurrency: usize,
 }
+
+/// The default of [`LiveConfig::list_concurrency`] and of `--list-concurrency`.
+pub const DEFAULT_LIST_CONCURRENCY: usize = 4;
 
 impl Default for LiveConfig {
     fn default() -> Self {
@@ -56,6 +69,7 @@ impl Default for LiveConfig {
             attempts: 3,
             backoff: Duration::from_millis(200),
             list_restarts: 3,
+            list_concurrency: DEFAULT_LIST_CONCURRENCY,
         }
     }
 }
@@ -66,7 +80,12 @@ pub struct LiveSource {
     /// When the run must end, and the budget it was given (for messages).
     deadline: Option<(tokio::time::Instant, Duration)>,
     /// Set once the server is found mute: why, for every request not tried.
-    mute: Mutex<Option<String>>,
+    /// A watch channel so that requests in flight (other kinds listed at the
+    /// same time) are abandoned as soon as it is set.
+    mute: tokio::sync::watch::Sender<Option<String>>,
+    /// Held while `/version` is probed, so that kinds timing out together
+    /// probe once rather than once each.
+    probing: tokio::sync::Mutex<()>,
     /// Whether any request of this source got an HTTP answer (errors count).
     answered: AtomicBool,
 }
@@ -115,7 +134,8 @@ impl LiveSource {
             client,
             config,
             deadline: None,
-            mute: Mutex::new(None),
+            mute: tokio::sync::watch::Sender::new(None),
+            probing: tokio::sync::Mutex::new(()),
             answered: AtomicBool::new(false),
         }
     }
@@ -129,7 +149,7 @@ impl LiveSource {
 
     /// Why the server was found mute during this run, if it was.
     pub fn mute_cause(&self) -> Option<String> {
-        lock(&self.mute).clone()
+        self.mute.borrow().clone()
     }
 
     /// Whether the API server answered this source and was not found mute
@@ -139,33 +159,45 @@ impl LiveSource {
         self.answered.load(Ordering::Relaxed) && self.mute_cause().is_none()
     }
 
-    /// One GET with retries. `410 Gone` is returned as such for the caller to handle.
-    async fn get_raw(&self, path: &str) -> Result<Answer, SourceError> {
+    /// Why no request should be sent now (the server was found mute, or the
+    /// run deadline passed), if so.
+    fn stopped(&self) -> Option<SourceError> {
         if let Some(cause) = self.mute_cause() {
-            return Err(SourceError::new(
+            return Some(SourceError::new(
                 ErrorKind::Unavailable,
                 format!("not tried: {cause}"),
             ));
         }
-        if let Some((deadline, budget)) = self.deadline
-            && tokio::time::Instant::now() >= deadline
-        {
-            return Err(SourceError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "not tried: the report run deadline of {} passed",
-                    crate::duration::format_run(budget)
-                ),
-            ));
+        match self.deadline {
+            Some((deadline, budget)) if tokio::time::Instant::now() >= deadline => {
+                Some(SourceError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "not tried: the report run deadline of {} passed",
+                        crate::duration::format_run(budget)
+                    ),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// One GET with retries. `410 Gone` is returned as such for the caller to handle.
+    async fn get_raw(&self, path: &str) -> Result<Answer, SourceError> {
+        if let Some(e) = self.stopped() {
+            return Err(e);
         }
         let mut delay = self.config.backoff;
         let mut attempt = 1;
         loop {
             match self.get_once(path).await {
+                // No retry once the run is over for every request (mute
+                // server, deadline): the failure stands as it is.
                 Err(f)
                     if f.error.kind == ErrorKind::Unavailable
                         && !f.timed_out
-                        && attempt < self.config.attempts =>
+                        && attempt < self.config.attempts
+                        && self.stopped().is_none() =>
                 {
                     let wait = f.retry_after.unwrap_or(delay).min(Duration::from_secs(10));
                     tracing::debug!(path, attempt, error = %f.error, "retrying after {wait:?}");
@@ -187,6 +219,12 @@ impl LiveSource {
     /// After a request got no answer: does the server answer `GET /version`?
     /// If not, it is mute, and the rest of the run is not tried.
     async fn check_server(&self, path: &str, failed: &Failed) {
+        // One probe at a time: kinds listed together that time out together
+        // wait for the first probe's verdict instead of each probing.
+        let _probing = self.probing.lock().await;
+        if self.mute_cause().is_some() {
+            return;
+        }
         // When the failed request was `/version` itself, there is nothing
         // more to ask; otherwise the probe says how the server is.
         let probe_failure = if path == "/version" {
@@ -213,7 +251,7 @@ impl LiveSource {
             Some(probe) => format!("the Kubernetes API server {what} ({error}; then {probe})"),
         };
         tracing::warn!(%cause, "the rest of this report run is not tried");
-        *lock(&self.mute) = Some(cause);
+        self.mute.send_replace(Some(cause));
     }
 
     /// Send a GET and read the whole answer within `timeout` (and the run deadline).
@@ -265,13 +303,41 @@ impl LiveSource {
                     Some(e),
                 )
             })?;
-            Ok((status, retry_after, body.to_vec()))
+            // `Vec::from` takes the buffer over when it can instead of copying it.
+            Ok((status, retry_after, Vec::from(body)))
         };
         let by_timeout = tokio::time::Instant::now() + timeout;
         // The run deadline, when it comes before the request's own timeout.
         let cut = self.deadline.filter(|(deadline, _)| *deadline < by_timeout);
         let until = cut.map_or(by_timeout, |(deadline, _)| deadline);
-        match tokio::time::timeout_at(until, work).await {
+        // Another request of this run found the server mute: stop waiting.
+        let mut mute = self.mute.subscribe();
+        let found_mute = async {
+            // (The guard is dropped before any other await: the future stays `Send`.)
+            let cause = mute
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|c| c.clone());
+            match cause {
+                Some(cause) => cause,
+                // The sender lives as long as `self`: never reached.
+                None => std::future::pending().await,
+            }
+        };
+        let timed = tokio::select! {
+            timed = tokio::time::timeout_at(until, work) => timed,
+            cause = found_mute => {
+                return Err(Failed::answered(
+                    SourceError::new(
+                        ErrorKind::Unavailable,
+                        format!("GET {path}: abandoned: {cause}"),
+                    ),
+                    None,
+                ));
+            }
+        };
+        match timed {
             Ok(result) => result,
             Err(_) => Err(match cut {
                 Some((_, budget)) => Failed::answered(
@@ -532,6 +598,10 @@ impl Source for LiveSource {
             || lock(&sink).reset(),
         )
         .await
+    }
+
+    fn list_concurrency(&self) -> usize {
+        self.config.list_concurrency.max(1)
     }
 
     async fn get_object(

@@ -109,6 +109,11 @@ pub trait Source {
         kind: &FluxKind,
         sink: &mut (dyn ObjectSink + Send),
     ) -> Result<(), SourceError>;
+    /// How many kinds the engine may list at once with [`Source::list_objects`]
+    /// (the live source's `--list-concurrency`); 1 lists them one after the other.
+    fn list_concurrency(&self) -> usize {
+        1
+    }
     /// One object, `Ok(None)` when it does not exist.
     async fn get_object(
         &self,

@@ -1,0 +1,89 @@
+//! How much serving the double did: requests answered, requests in flight (and the most seen at
+//! once), and the time spent in its handlers. Tests read it to see that a client's requests
+//! overlapped (never to time anything); `hack/bench` reads it to count a report run's API
+//! requests and to tell the double's share of a run's wall time.
+//!
+//! Watches are left out: they stay open for minutes and are not work done per request. A real
+//! kube-apiserver has counterparts on its `/metrics` (`apiserver_request_total`,
+//! `apiserver_current_inflight_requests`, the `_sum` of `apiserver_request_duration_seconds`);
+//! the double serves its figures as JSON on [`SERVING_PATH`] instead, which it does not count.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Where the double serves [`ServingStats`] as JSON (not a kube-apiserver path).
+pub const SERVING_PATH: &str = "/debug/apiserver-double/serving";
+
+#[derive(Debug, Default)]
+pub(crate) struct Serving {
+    requests: AtomicU64,
+    gets: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+/// A snapshot of what the double served (watches left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServingStats {
+    /// Requests received, whatever their answer.
+    pub requests: u64,
+    /// Of which `GET`s (gets and lists).
+    pub gets: u64,
+    /// Requests being handled right now.
+    pub in_flight: u64,
+    /// The most requests handled at the same time since the start or the last
+    /// [`crate::ApiServer::reset_peak_in_flight`].
+    pub peak_in_flight: u64,
+    /// The handlers' time summed over requests, from reading the request to a response ready to
+    /// write (an injected latency included), in nanoseconds. Requests handled at the same time
+    /// each count their own time.
+    pub busy_nanos: u64,
+}
+
+/// Counts one request while it is handled; dropping it (answered, or abandoned by the client)
+/// ends it.
+pub(crate) struct InFlight<'a> {
+    serving: &'a Serving,
+    started: Instant,
+}
+
+impl Serving {
+    pub(crate) fn start(&self, method: &str) -> InFlight<'_> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if method == "GET" {
+            self.gets.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight {
+            serving: self,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ServingStats {
+        ServingStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            gets: self.gets.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            peak_in_flight: self.peak_in_flight.load(Ordering::SeqCst),
+            busy_nanos: self.busy_nanos.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset_peak(&self) {
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.serving.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.serving.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
