@@ -2,6 +2,7 @@
 //! binary (`main.rs`) is a thin wrapper over [`commands::dispatch`], and the
 //! examples and benchmarks use these modules directly.
 
+pub mod allocator;
 pub mod build_info;
 pub mod cli;
 pub mod client;

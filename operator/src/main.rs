@@ -9,6 +9,7 @@ use flux_reporter::{cli, commands};
 use flux_reporter_report::source::error_chain;
 
 fn main() -> ExitCode {
+    flux_reporter::allocator::configure();
     let cli = cli::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => code,

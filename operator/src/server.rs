@@ -298,7 +298,8 @@ mod tests {
                 kind: "Kustomization".into(),
                 name: "flux-system".into(),
                 ..Default::default()
-            }],
+            }]
+            .into(),
         );
         fail_section(&mut o, "components");
         metrics.publish(&o, &FluxReportSpec::default());

@@ -13,7 +13,7 @@ use flux_reporter_api::constants::{DISTRIBUTION_PROBE_CRD, FLUX_INSTANCE_KIND, R
 use flux_reporter_api::{FluxReportSpec, OperatorInfo};
 
 use crate::crds::{self, FluxKind};
-use crate::metrics::{self, InstanceRow, ResourceRow};
+use crate::metrics::{self, InstanceRow, ResourceRows, ResourceRowsBuilder};
 use crate::observed::FluxObject;
 use crate::reconcilers::{self, KindStats};
 use crate::source::{ObjectSink, Source, SourceError};
@@ -136,7 +136,7 @@ pub struct Outcome {
     /// Not failures, but worth telling: no sync found and why, malformed objects.
     pub notes: Vec<String>,
     /// `flux_resource_info` rows per kind, for every kind listed successfully.
-    pub resource_rows: BTreeMap<String, Vec<ResourceRow>>,
+    pub resource_rows: BTreeMap<String, ResourceRows>,
     /// `flux_instance_info` rows; `None` when FluxInstances could not be listed.
     pub instance_rows: Option<Vec<InstanceRow>>,
     pub failing_objects: Vec<FailingObject>,
@@ -177,7 +177,7 @@ struct KindScan<'a> {
     kind: &'a FluxKind,
     opts: &'a Options,
     stats: KindStats,
-    rows: Vec<ResourceRow>,
+    rows: ResourceRowsBuilder,
     instances: Vec<InstanceRow>,
     instance_sync_name: Option<String>,
     roots: Option<&'a mut RootCandidates>,
@@ -193,7 +193,7 @@ impl<'a> KindScan<'a> {
             kind,
             opts,
             stats: KindStats::default(),
-            rows: Vec::new(),
+            rows: ResourceRowsBuilder::new(&kind.kind, opts.propagate_labels.len()),
             instances: Vec::new(),
             instance_sync_name: None,
             roots,
@@ -269,11 +269,7 @@ impl ObjectSink for KindScan<'_> {
                 }
             }
         } else if self.opts.metric_rows {
-            self.rows.push(metrics::resource_row(
-                kind,
-                &obj,
-                &self.opts.propagate_labels,
-            ));
+            self.rows.push_object(&obj, &self.opts.propagate_labels);
         }
         if let Some(roots) = self.roots.as_deref_mut() {
             roots.observe(&obj);
@@ -448,7 +444,7 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
                 entries.push(scan.stats.entry(kind));
                 out.artifact_bytes
                     .insert(kind.kind.clone(), scan.stats.total_size);
-                let rows = std::mem::take(&mut scan.rows);
+                let rows = std::mem::take(&mut scan.rows).finish();
                 let total = scan.stats.total;
                 absorb(
                     &mut out,

@@ -214,7 +214,7 @@ fn sample_sync_follows_the_kustomization_source_ref() {
 #[test]
 fn sample_metric_rows_cover_every_flux_object() {
     let o = sample();
-    let rows: usize = o.resource_rows.values().map(Vec::len).sum();
+    let rows: usize = o.resource_rows.values().map(|r| r.len()).sum();
     assert_eq!(rows, 60);
     let ks = o.resource_rows["Kustomization"]
         .iter()

@@ -110,16 +110,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let previous = self.published.load();
-        let next = Snapshot::next(
-            previous.as_deref(),
-            outcome,
-            spec,
-            now,
-            self.published.labels(),
-        );
+        let next = Snapshot::next(previous.as_deref(), outcome, spec, now);
         // Scrapes that took `previous` finish with it; it is freed after.
         drop(previous);
         self.published.store(next);
+        // The run's buffers are freed by now: give their pages back.
+        crate::allocator::trim();
     }
 
     /// The exposition of the current metric set in `format`. The error is

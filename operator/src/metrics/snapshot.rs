@@ -16,7 +16,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use super::rows::{Instance, Interner, Resource, ResourceLabels};
+use flux_reporter_report::metrics::ResourceRows;
+
+use super::rows::{Instance, Interner, ResourceLabels, condition};
 
 /// Upper bounds of `flux_report_duration_seconds`, 1 ms to 2 min.
 pub(super) const DURATION_BUCKETS: [f64; 16] = [
@@ -28,8 +30,9 @@ pub(super) const LEGACY_STATUSES: [&str; 4] = ["True", "False", "Unknown", "Dele
 #[derive(Debug, Default)]
 pub(super) struct Snapshot {
     instances: Arc<[Instance]>,
-    /// Rows per kind; a kind listed with no objects has an empty entry.
-    kinds: BTreeMap<Arc<str>, Arc<[Resource]>>,
+    /// Rows per kind, shared with the run that listed them (never copied);
+    /// a kind listed with no objects has an empty entry.
+    kinds: BTreeMap<Arc<str>, ResourceRows>,
     artifact_bytes: BTreeMap<Arc<str>, i64>,
     /// Kind and running/failing/suspended, as in the published spec.
     reconcilers: Vec<(String, [i64; 3])>,
@@ -67,13 +70,13 @@ impl Durations {
 impl Snapshot {
     /// The snapshot after `outcome`, carrying over from `previous` the
     /// counters and the rows of every kind (and the FluxInstances) this run
-    /// could not list. `labels` is the number of propagated label keys.
+    /// could not list. The rows are the outcome's own, shared, not copied:
+    /// once the run's outcome is dropped the snapshot holds the only copy.
     pub(super) fn next(
         previous: Option<&Snapshot>,
         outcome: &Outcome,
         spec: &FluxReportSpec,
         now: f64,
-        labels: usize,
     ) -> Snapshot {
         let mut interner = Interner::default();
 
@@ -83,16 +86,10 @@ impl Snapshot {
         let keep_all = outcome.failed(Section::Crds);
         let failed_kinds = outcome.failed_kinds();
         let kept = |kind: &str| keep_all || failed_kinds.contains(kind);
-        let mut kinds: BTreeMap<Arc<str>, Arc<[Resource]>> = outcome
+        let mut kinds: BTreeMap<Arc<str>, ResourceRows> = outcome
             .resource_rows
             .iter()
-            .map(|(kind, rows)| {
-                let rows = rows
-                    .iter()
-                    .map(|r| Resource::new(r, labels, &mut interner))
-                    .collect();
-                (interner.get(kind), rows)
-            })
+            .map(|(kind, rows)| (interner.get(kind), rows.clone()))
             .collect();
         let mut artifact_bytes: BTreeMap<Arc<str>, i64> = outcome
             .artifact_bytes
@@ -192,10 +189,6 @@ impl Published {
         }
     }
 
-    pub(super) fn labels(&self) -> usize {
-        self.label_names.len()
-    }
-
     /// The snapshot scrapes see now.
     pub(super) fn load(&self) -> Option<Arc<Snapshot>> {
         self.current
@@ -241,7 +234,7 @@ impl Collector for Published {
                 MetricType::Gauge,
             )?;
             for (kind, rows) in &s.kinds {
-                for row in rows.iter() {
+                for row in rows.refs() {
                     let labels = ResourceLabels {
                         kind,
                         row,
@@ -384,13 +377,13 @@ fn legacy_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         MetricType::Gauge,
     )?;
     for (kind, rows) in &s.kinds {
-        for row in rows.iter() {
-            let current = row.condition();
+        for row in rows.refs() {
+            let current = condition(&row);
             for status in LEGACY_STATUSES {
                 let labels = [
                     ("kind", &**kind),
                     ("name", row.name()),
-                    ("namespace", row.namespace()),
+                    ("namespace", row.exported_namespace()),
                     ("type", "Ready"),
                     ("status", status),
                 ];
@@ -407,14 +400,14 @@ fn legacy_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         MetricType::Gauge,
     )?;
     for (kind, rows) in &s.kinds {
-        for row in rows.iter() {
+        for row in rows.refs() {
             let labels = [
                 ("kind", &**kind),
                 ("name", row.name()),
-                ("namespace", row.namespace()),
+                ("namespace", row.exported_namespace()),
             ];
             m.encode_family(&labels)?
-                .encode_gauge(&i64::from(row.suspended()))?;
+                .encode_gauge(&i64::from(row.suspended() == "True"))?;
         }
     }
     Ok(())
@@ -435,14 +428,14 @@ mod tests {
                     name: format!("{kind}-{i}"),
                     ..Default::default()
                 })
-                .collect();
-            o.resource_rows.insert(kind.to_string(), rows);
+                .collect::<Vec<_>>();
+            o.resource_rows.insert(kind.to_string(), rows.into());
         }
         o
     }
 
     fn next(previous: Option<&Snapshot>, o: &Outcome) -> Snapshot {
-        Snapshot::next(previous, o, &FluxReportSpec::default(), 0.0, 0)
+        Snapshot::next(previous, o, &FluxReportSpec::default(), 0.0)
     }
 
     #[test]
@@ -462,10 +455,7 @@ mod tests {
         let kinds: Vec<&str> = second.kinds.keys().map(|k| &**k).collect();
         assert_eq!(kinds, ["HelmRelease", "Kustomization"]);
         // Kept by reference, not copied.
-        assert!(Arc::ptr_eq(
-            &first.kinds["Kustomization"],
-            &second.kinds["Kustomization"]
-        ));
+        assert!(first.kinds["Kustomization"].shares(&second.kinds["Kustomization"]));
         assert_eq!(second.kinds["HelmRelease"].len(), 1);
         // The earlier snapshot, which a scrape may still hold, is untouched.
         assert_eq!(first.kinds["HelmRelease"].len(), 2);
@@ -479,13 +469,34 @@ mod tests {
             error: "boom".into(),
         });
         let third = next(Some(&second), &o);
-        assert!(Arc::ptr_eq(
-            &second.kinds["HelmRelease"],
-            &third.kinds["HelmRelease"]
-        ));
+        assert!(second.kinds["HelmRelease"].shares(&third.kinds["HelmRelease"]));
         assert_eq!(third.kinds.len(), 2);
 
         // A clean run with no kinds: nothing is kept.
         assert!(next(Some(&third), &Outcome::default()).kinds.is_empty());
+    }
+
+    #[test]
+    fn the_snapshot_holds_the_run_s_rows_not_a_copy_and_lets_the_old_ones_go() {
+        let o = outcome(&[("Kustomization", 3)]);
+        let first = next(None, &o);
+        // The very rows the run built: one copy once the outcome is dropped.
+        assert!(first.kinds["Kustomization"].shares(&o.resource_rows["Kustomization"]));
+        drop(o);
+
+        // An object deleted: the next run's rows replace the old ones whole.
+        let mut o = outcome(&[("Kustomization", 3)]);
+        let rows: Vec<_> = o.resource_rows["Kustomization"]
+            .iter()
+            .filter(|r| r.name != "Kustomization-1")
+            .collect();
+        o.resource_rows.insert("Kustomization".into(), rows.into());
+        let second = next(Some(&first), &o);
+        let names: Vec<String> = second.kinds["Kustomization"]
+            .iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["Kustomization-0", "Kustomization-2"]);
+        assert!(!second.kinds["Kustomization"].shares(&first.kinds["Kustomization"]));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use flux_reporter_api::{
     FluxComponentStatus, FluxReconcilerStats, FluxReconcilerStatus, FluxSyncStatus,
 };
-use flux_reporter_report::metrics::{InstanceRow, ResourceRow};
+use flux_reporter_report::metrics::{InstanceRow, ResourceRow, ResourceRows};
 use flux_reporter_report::{Failure, Section};
 
 use super::rows::label_names;
@@ -63,7 +63,7 @@ fn outcome(rows: &[(&str, &[&str])]) -> Outcome {
             names.iter().map(|n| row(kind, n)).collect(),
         );
     }
-    o.objects = o.resource_rows.values().map(Vec::len).sum();
+    o.objects = o.resource_rows.values().map(ResourceRows::len).sum();
     o
 }
 
@@ -163,7 +163,8 @@ fn resource_info_has_the_twelve_labels() {
             source_name: "src".into(),
             path: "./p".into(),
             ..Default::default()
-        }],
+        }]
+        .into(),
     );
     m.publish(&o, &FluxReportSpec::default());
     let text = m.render();
@@ -188,7 +189,8 @@ fn label_values_are_escaped() {
     let mut o = outcome(&[]);
     let mut r = row("Kustomization", "a");
     r.reason = "back\\slash \"quoted\"\nnext".into();
-    o.resource_rows.insert("Kustomization".into(), vec![r]);
+    o.resource_rows
+        .insert("Kustomization".into(), vec![r].into());
     m.publish(&o, &FluxReportSpec::default());
     assert!(
         m.render()
@@ -220,7 +222,7 @@ fn propagated_labels_are_named_like_kube_state_metrics_and_empty_when_absent() {
     with.extra = vec!["platform".into(), "".into()];
     let without = row("Kustomization", "b"); // no extra values at all
     o.resource_rows
-        .insert("Kustomization".into(), vec![with, without]);
+        .insert("Kustomization".into(), vec![with, without].into());
     m.publish(&o, &FluxReportSpec::default());
     let text = m.render();
     let lines = samples(&text, "flux_resource_info");
@@ -254,7 +256,7 @@ fn legacy_series_four_statuses_with_exactly_one_set() {
         r.suspended = suspended.into();
         rows.push(r);
     }
-    o.resource_rows.insert("Kustomization".into(), rows);
+    o.resource_rows.insert("Kustomization".into(), rows.into());
     m.publish(&o, &FluxReportSpec::default());
     let text = m.render();
     let cond = samples(&text, "gotk_reconcile_condition");
@@ -658,7 +660,7 @@ fn same_text_as_prometheus_client() {
     r.url = "c:\\path\nx".into();
     r.extra = vec!["t".into()];
     o.resource_rows
-        .insert("Kustomization".into(), vec![r.clone()]);
+        .insert("Kustomization".into(), vec![r.clone()].into());
     let durations = [0.0004, 0.03, 7.0, 500.0];
     for d in durations {
         o.duration = Duration::from_secs_f64(d);
@@ -752,9 +754,15 @@ fn a_scrape_during_publish_sees_one_run_never_a_mix() {
             ("Kustomization", &names[..N / 2]),
             ("Bucket", &names[N / 2..]),
         ]);
-        for row in o.resource_rows.values_mut().flatten() {
-            row.revision = format!("gen-{g}");
-            row.suspended = if g.is_multiple_of(2) { "True" } else { "False" }.into();
+        for rows in o.resource_rows.values_mut() {
+            *rows = rows
+                .iter()
+                .map(|mut row| {
+                    row.revision = format!("gen-{g}");
+                    row.suspended = if g.is_multiple_of(2) { "True" } else { "False" }.into();
+                    row
+                })
+                .collect();
         }
         o.objects = g;
         o
@@ -848,4 +856,89 @@ fn text_004_body_types_every_sample_as_openmetrics_does() {
         "# HELP flux_report_section_errors_total Report sections (or kinds of the reconcilers section) that could not be computed, one per failed run.\n\
          # TYPE flux_report_section_errors_total counter\n"
     ));
+}
+
+/// The compact rows encode exactly as prometheus-client's own `Family`
+/// encodes each plain row's labels as strings (what the rows held before
+/// they were compact), in the same order, for a varied sample: repeated and
+/// unique values, empty ones, escapes, non-ASCII text, and rows with fewer
+/// or more propagated values than keys.
+#[test]
+fn compact_rows_encode_as_prometheus_client_encodes_the_plain_rows() {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    let keys = ["team", "app.kubernetes.io/name"];
+    let names = label_names(&keys.map(String::from));
+    let m = metrics(true, &keys);
+    let mut o = outcome(&[]);
+    let mut all = Vec::new();
+    for kind in ["Kustomization", "GitRepository"] {
+        let rows: Vec<ResourceRow> = (0..120)
+            .map(|i| {
+                let mut r = row(kind, &format!("app-{i}"));
+                r.exported_namespace = format!("team-{}", i % 7);
+                r.ready = ["True", "False", "Unknown"][i % 3].into();
+                r.reason = if i % 5 == 0 { "" } else { "Succeeded" }.into();
+                r.url = if i % 2 == 0 {
+                    format!("https://x/ü{i}.git")
+                } else {
+                    String::new()
+                };
+                r.source_name = "fleet \"q\"\\\nline".into();
+                r.path = format!("./apps/{}", i % 3);
+                r.extra = (0..i % 4).map(|n| format!("v{n}")).collect();
+                r
+            })
+            .collect();
+        all.push((kind, rows.clone()));
+        o.resource_rows.insert(kind.into(), rows.into());
+    }
+    m.publish(&o, &FluxReportSpec::default());
+    let ours: Vec<String> = samples(&m.render(), "flux_resource_info")
+        .into_iter()
+        .map(String::from)
+        .collect();
+
+    // The map orders kinds by name.
+    all.sort_by_key(|(kind, _)| *kind);
+    let mut theirs = Vec::new();
+    for (kind, rows) in &all {
+        for r in rows {
+            let mut labels: Vec<(String, String)> = [
+                ("uid", &r.uid),
+                ("kind", &kind.to_string()),
+                ("name", &r.name),
+                ("exported_namespace", &r.exported_namespace),
+                ("ready", &r.ready),
+                ("reason", &r.reason),
+                ("suspended", &r.suspended),
+                ("revision", &r.revision),
+                ("url", &r.url),
+                ("ref", &r.ref_),
+                ("source_name", &r.source_name),
+                ("path", &r.path),
+            ]
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .to_vec();
+            for (n, name) in names.iter().enumerate() {
+                labels.push((name.clone(), r.extra.get(n).cloned().unwrap_or_default()));
+            }
+            let mut reg = Registry::default();
+            let info = Family::<Vec<(String, String)>, Gauge>::default();
+            reg.register("flux_resource_info", "h", info.clone());
+            info.get_or_create(&labels).set(1);
+            let mut text = String::new();
+            encode(&mut text, &reg).unwrap();
+            theirs.extend(
+                samples(&text, "flux_resource_info")
+                    .into_iter()
+                    .map(String::from),
+            );
+        }
+    }
+    assert_eq!(ours.len(), 240);
+    assert_eq!(ours, theirs);
 }
