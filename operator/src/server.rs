@@ -8,10 +8,12 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::StreamExt;
 use tokio::net::TcpListener;
 
 use crate::metrics::{Format, Metrics};
@@ -69,6 +71,15 @@ pub async fn serve_metrics_secure(
 }
 
 /// Serves the format the `Accept` header prefers (see `metrics::Format`).
+///
+/// The body is encoded off the async workers (which also run the report loop
+/// and renew the Lease) and sent in chunks of [`CHUNK`] bytes as they fill:
+/// at 100,000 objects the body is about 30 MB, which is then never held whole,
+/// and sending overlaps encoding. A body that fits in one chunk is sent whole,
+/// with its length. The status is decided by the first chunk: an
+/// encoding error before it is a 500; one after it (not expected from the
+/// in-memory collectors) ends the body early, which the scraper sees as a
+/// failed scrape.
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
     let accept: Vec<&str> = headers
         .get_all(header::ACCEPT)
@@ -76,25 +87,82 @@ async fn metrics_handler(State(metrics): State<Arc<Metrics>>, headers: HeaderMap
         .filter_map(|v| v.to_str().ok())
         .collect();
     let format = Format::negotiate(&accept.join(","));
-    // Encoding 10,000 objects takes milliseconds: off the async workers,
-    // which also run the report loop and renew the Lease.
-    match tokio::task::spawn_blocking(move || metrics.encode(format)).await {
-        Ok(Ok(body)) => (
-            [
-                (header::CONTENT_TYPE, format.content_type()),
-                (header::VARY, "Accept"),
-            ],
-            body,
-        )
-            .into_response(),
-        Ok(Err(_)) | Err(_) => {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Chunks {
+            buf: String::with_capacity(CHUNK),
+            tx,
+        };
+        let encoded = metrics
+            .encode_to(format, &mut out)
+            .and_then(|()| out.send());
+        if encoded.is_err() && !out.tx.is_closed() {
             tracing::error!("cannot encode the metrics");
+            let _ = out
+                .tx
+                .blocking_send(Err(io::Error::other("cannot encode the metrics")));
+        }
+    });
+    match rx.recv().await {
+        Some(Ok(first)) => {
+            let body = match rx.recv().await {
+                // All of it in one chunk: a plain body with its length.
+                None => Body::from(first),
+                Some(second) => {
+                    let rest = futures::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|chunk| (chunk, rx))
+                    });
+                    Body::from_stream(futures::stream::iter([Ok(first), second]).chain(rest))
+                }
+            };
             (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot encode the metrics\n",
+                [
+                    (header::CONTENT_TYPE, format.content_type()),
+                    (header::VARY, "Accept"),
+                ],
+                body,
             )
                 .into_response()
         }
+        Some(Err(_)) | None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The size of the pieces `/metrics` is sent in: below glibc's mmap threshold
+/// as the operator sets it (`allocator.rs`), so the buffers are reused from
+/// the heap, not mapped and faulted in per scrape.
+const CHUNK: usize = 256 * 1024;
+
+/// A `fmt::Write` that hands its text to the response body every [`CHUNK`]
+/// bytes. Writing fails once the client has gone, which stops the encoding.
+struct Chunks {
+    buf: String,
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+}
+
+impl Chunks {
+    fn send(&mut self) -> std::fmt::Result {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, String::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| std::fmt::Error)
+    }
+}
+
+impl std::fmt::Write for Chunks {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +340,46 @@ mod tests {
         reply
             .headers
             .contains(&format!("\r\n{name}: {}", value.to_ascii_lowercase()))
+    }
+
+    /// The body of a `Transfer-Encoding: chunked` reply.
+    fn dechunk(mut body: &str) -> String {
+        let mut out = String::new();
+        loop {
+            let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+            let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+            if size == 0 {
+                return out;
+            }
+            out.push_str(&rest[..size]);
+            body = rest[size..]
+                .strip_prefix("\r\n")
+                .expect("CRLF after a chunk");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_a_chunk_is_streamed_in_pieces_that_add_up_to_the_encoding() {
+        let metrics = Arc::new(Metrics::new(MetricsConfig::default()));
+        let rows: Vec<ResourceRow> = (0..4000)
+            .map(|i| ResourceRow {
+                kind: "Kustomization".into(),
+                name: format!("app-{i:05}-with-a-name-long-enough-to-fill-chunks"),
+                exported_namespace: "apps".into(),
+                ..Default::default()
+            })
+            .collect();
+        let mut o = Outcome::default();
+        o.resource_rows.insert("Kustomization".into(), rows.into());
+        metrics.publish(&o, &FluxReportSpec::default());
+        let whole = metrics.encode(Format::OpenMetrics).unwrap();
+        assert!(whole.len() > 2 * CHUNK, "{} bytes", whole.len());
+
+        let server = start_metrics(metrics.clone()).await;
+        let reply = get_with(server.0, "/metrics", PROMETHEUS_ACCEPT).await;
+        assert_eq!(reply.status, 200);
+        assert!(has_header(&reply, "transfer-encoding", "chunked"));
+        assert_eq!(dechunk(&reply.body), whole);
     }
 
     #[tokio::test]

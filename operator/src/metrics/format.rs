@@ -78,8 +78,8 @@ impl Format {
 /// 0.0.4 text (see the module docs). Sample lines pass straight through;
 /// only comment lines, which start a line with `#` (label values cannot
 /// hold a raw newline, so no sample line does), are held and rewritten.
-pub struct Text004<'a> {
-    out: &'a mut String,
+pub struct Text004<'a, W: Write = String> {
+    out: &'a mut W,
     line_start: bool,
     /// The comment line being received, while one is.
     comment: Option<String>,
@@ -87,8 +87,8 @@ pub struct Text004<'a> {
     help: Option<String>,
 }
 
-impl<'a> Text004<'a> {
-    pub fn new(out: &'a mut String) -> Self {
+impl<'a, W: Write> Text004<'a, W> {
+    pub fn new(out: &'a mut W) -> Self {
         Text004 {
             out,
             line_start: true,
@@ -98,17 +98,18 @@ impl<'a> Text004<'a> {
     }
 
     /// Writes what is still held (a `# HELP` without a `# TYPE`).
-    pub fn finish(mut self) {
+    pub fn finish(mut self) -> fmt::Result {
         if let Some(comment) = self.comment.take() {
-            self.comment_line(&comment);
+            self.comment_line(&comment)?;
         }
         if let Some(help) = self.help.take() {
-            self.out.push_str(&help);
-            self.out.push('\n');
+            self.out.write_str(&help)?;
+            self.out.write_char('\n')?;
         }
+        Ok(())
     }
 
-    fn comment_line(&mut self, line: &str) {
+    fn comment_line(&mut self, line: &str) -> fmt::Result {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
             let (suffix, kind) = match kind {
@@ -124,20 +125,19 @@ impl<'a> Text004<'a> {
                     .filter(|h| h.starts_with(' '))
                 {
                     Some(text) => {
-                        let _ = writeln!(self.out, "# HELP {name}{suffix}{text}");
+                        writeln!(self.out, "# HELP {name}{suffix}{text}")?;
                     }
                     None => {
-                        self.out.push_str(&help);
-                        self.out.push('\n');
+                        self.out.write_str(&help)?;
+                        self.out.write_char('\n')?;
                     }
                 }
             }
-            let _ = writeln!(self.out, "# TYPE {name}{suffix} {kind}");
-            return;
+            return writeln!(self.out, "# TYPE {name}{suffix} {kind}");
         }
         if let Some(help) = self.help.take() {
-            self.out.push_str(&help);
-            self.out.push('\n');
+            self.out.write_str(&help)?;
+            self.out.write_char('\n')?;
         }
         if line.starts_with("# HELP ") {
             self.help = Some(line.to_string());
@@ -145,17 +145,18 @@ impl<'a> Text004<'a> {
             // Not in 0.0.4: the body ends where it ends, and the unit is
             // already part of the name.
         } else {
-            self.out.push_str(line);
-            self.out.push('\n');
+            self.out.write_str(line)?;
+            self.out.write_char('\n')?;
         }
+        Ok(())
     }
 }
 
-impl Write for Text004<'_> {
+impl<W: Write> Write for Text004<'_, W> {
     fn write_str(&mut self, mut s: &str) -> fmt::Result {
         // The common case, first: a piece inside a sample line.
         if !self.line_start && self.comment.is_none() && !s.as_bytes().contains(&b'\n') {
-            self.out.push_str(s);
+            self.out.write_str(s)?;
             return Ok(());
         }
         while !s.is_empty() {
@@ -167,7 +168,7 @@ impl Write for Text004<'_> {
                 comment.push_str(&s[..end]);
                 s = &s[end + 1..];
                 let line = self.comment.take().unwrap_or_default();
-                self.comment_line(&line);
+                self.comment_line(&line)?;
                 self.line_start = true;
             } else if self.line_start && s.starts_with('#') {
                 self.comment = Some(String::new());
@@ -175,17 +176,17 @@ impl Write for Text004<'_> {
                 if self.line_start
                     && let Some(help) = self.help.take()
                 {
-                    self.out.push_str(&help);
-                    self.out.push('\n');
+                    self.out.write_str(&help)?;
+                    self.out.write_char('\n')?;
                 }
                 match newline(s) {
                     Some(end) => {
-                        self.out.push_str(&s[..=end]);
+                        self.out.write_str(&s[..=end])?;
                         s = &s[end + 1..];
                         self.line_start = true;
                     }
                     None => {
-                        self.out.push_str(s);
+                        self.out.write_str(s)?;
                         self.line_start = false;
                         return Ok(());
                     }
@@ -248,7 +249,7 @@ mod tests {
         for p in pieces {
             w.write_str(p).unwrap();
         }
-        w.finish();
+        w.finish().unwrap();
         out
     }
 

@@ -126,17 +126,21 @@ impl Metrics {
         // a dozen times.
         let hint = self.last_len.load(Ordering::Relaxed);
         let mut out = String::with_capacity(hint + hint / 16 + 1024);
-        match format {
-            Format::OpenMetrics => {
-                prometheus_client::encoding::text::encode(&mut out, &self.registry)?
-            }
-            Format::Text => {
-                let mut text = Text004::new(&mut out);
-                prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-                text.finish();
-            }
-        }
+        self.encode_to(format, &mut out)?;
         self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// The exposition written to `out` as it is encoded: `/metrics` sends it
+    /// in chunks, so a body of 100,000 series is never held whole.
+    pub fn encode_to(&self, format: Format, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(out, &self.registry),
+            Format::Text => {
+                let mut text = Text004::new(out);
+                prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+                text.finish()
+            }
+        }
     }
 }
