@@ -24,6 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use super::Shared;
+use super::handlers::parse_body;
 use super::http::{Req, Resp, error_resp, value_resp};
 use super::status::{ApiError, ApiResult, FieldError};
 use super::store::State;
@@ -69,21 +70,6 @@ fn rfc3339(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default()
-}
-
-fn parse_json(req: &Req) -> ApiResult<Value> {
-    if req.body.is_empty() {
-        return Err(ApiError::bad_request("the body of the request was empty"));
-    }
-    let v: Value = serde_json::from_slice(&req.body).map_err(|e| {
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "couldn't get version/kind; json parse error: the body is not a JSON object",
-        ));
-    }
-    Ok(v)
 }
 
 /// The `fieldsV1` of what a client set in `spec`: nested objects get `"."`, as the server writes.
@@ -197,7 +183,7 @@ fn token_request_inner(
     name: &str,
 ) -> ApiResult<Resp> {
     post_only(req)?;
-    let body = parse_json(req)?;
+    let body = parse_body(req)?;
     let mut spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let seconds = spec
         .get("expirationSeconds")
@@ -285,7 +271,7 @@ pub(crate) fn token_review(shared: &Arc<Shared>, req: &Req) -> Resp {
 
 fn token_review_inner(shared: &Arc<Shared>, req: &Req) -> ApiResult<Resp> {
     post_only(req)?;
-    let body = parse_json(req)?;
+    let body = parse_body(req)?;
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let token = str_of(&spec, "token").to_string();
     if token.is_empty() {
@@ -412,7 +398,7 @@ fn present(v: &Value, field: &str) -> bool {
 
 fn subject_access_review_inner(shared: &Arc<Shared>, req: &Req) -> ApiResult<Resp> {
     post_only(req)?;
-    let body = parse_json(req)?;
+    let body = parse_body(req)?;
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let mut errs = Vec::new();
     let (resource, non_resource) = (

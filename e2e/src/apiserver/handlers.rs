@@ -244,7 +244,8 @@ fn list_objects(shared: &Arc<Shared>, req: &Req, t: &Target) -> ApiResult<Resp> 
     ))
 }
 
-fn parse_body(req: &Req) -> ApiResult<Value> {
+/// The object in a request body (JSON, YAML or protobuf), as the API server reads it.
+pub(super) fn parse_body(req: &Req) -> ApiResult<Value> {
     if req.body.is_empty() {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
