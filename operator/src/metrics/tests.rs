@@ -643,6 +643,27 @@ fn every_family_once_with_help_and_type_and_eof_last() {
     assert!(seen.contains("flux_resource_info") && seen.contains("gotk_suspend_status"));
 }
 
+/// The `flux_resource_info` labels of `r`, in the order the exposition has them (written out
+/// here, independently of `rows.rs`), before the propagated ones.
+fn resource_labels(r: &ResourceRow, kind: &str) -> Vec<(String, String)> {
+    [
+        ("uid", r.uid.as_str()),
+        ("kind", kind),
+        ("name", &r.name),
+        ("exported_namespace", &r.exported_namespace),
+        ("ready", &r.ready),
+        ("reason", &r.reason),
+        ("suspended", &r.suspended),
+        ("revision", &r.revision),
+        ("url", &r.url),
+        ("ref", &r.ref_),
+        ("source_name", &r.source_name),
+        ("path", &r.path),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec()
+}
+
 /// The collector writes what prometheus-client's own `Family` and
 /// `Histogram` write for the same series.
 #[test]
@@ -677,23 +698,8 @@ fn same_text_as_prometheus_client() {
         "The current status of a Flux resource reconciliation",
         info.clone(),
     );
-    let labels = [
-        ("uid", &r.uid),
-        ("kind", &r.kind),
-        ("name", &r.name),
-        ("exported_namespace", &r.exported_namespace),
-        ("ready", &r.ready),
-        ("reason", &r.reason),
-        ("suspended", &r.suspended),
-        ("revision", &r.revision),
-        ("url", &r.url),
-        ("ref", &r.ref_),
-        ("source_name", &r.source_name),
-        ("path", &r.path),
-        ("label_team", &r.extra[0]),
-    ]
-    .map(|(k, v)| (k.to_string(), v.clone()))
-    .to_vec();
+    let mut labels = resource_labels(&r, &r.kind);
+    labels.push(("label_team".into(), r.extra[0].clone()));
     info.get_or_create(&labels).set(1);
     let errors = Family::<Vec<(String, String)>, Counter>::default();
     reg.register(
@@ -907,22 +913,7 @@ fn compact_rows_encode_as_prometheus_client_encodes_the_plain_rows() {
     let mut theirs = Vec::new();
     for (kind, rows) in &all {
         for r in rows {
-            let mut labels: Vec<(String, String)> = [
-                ("uid", &r.uid),
-                ("kind", &kind.to_string()),
-                ("name", &r.name),
-                ("exported_namespace", &r.exported_namespace),
-                ("ready", &r.ready),
-                ("reason", &r.reason),
-                ("suspended", &r.suspended),
-                ("revision", &r.revision),
-                ("url", &r.url),
-                ("ref", &r.ref_),
-                ("source_name", &r.source_name),
-                ("path", &r.path),
-            ]
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .to_vec();
+            let mut labels = resource_labels(r, kind);
             for (n, name) in names.iter().enumerate() {
                 labels.push((name.clone(), r.extra.get(n).cloned().unwrap_or_default()));
             }
