@@ -24,7 +24,6 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -57,8 +56,6 @@ pub struct Metrics {
     published: Arc<Published>,
     /// Serialises publishers, so none builds on a snapshot another replaces.
     publishing: Mutex<()>,
-    /// Length of the last body encoded.
-    last_len: AtomicUsize,
 }
 
 type BuildInfoLabels = [(&'static str, String); 3];
@@ -90,7 +87,6 @@ impl Metrics {
             registry,
             published,
             publishing: Mutex::new(()),
-            last_len: AtomicUsize::new(0),
         }
     }
 
@@ -122,12 +118,8 @@ impl Metrics {
     /// prometheus-client's (a collector or writer failing), not expected
     /// from the in-memory writers used here.
     pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
-        // Sized from the last body, so a 10,000-series body is not regrown
-        // a dozen times.
-        let hint = self.last_len.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(hint + hint / 16 + 1024);
+        let mut out = String::new();
         self.encode_to(format, &mut out)?;
-        self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 
