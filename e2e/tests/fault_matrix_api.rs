@@ -171,15 +171,14 @@ async fn fault_429_with_retry_after() {
             .method("GET")
             .path_prefix(HELM_REPOSITORIES),
     );
-    row.incomplete(&[
-        "reconcilers HelmRepository",
-        "Too many requests, please try again later.",
-    ])
+    row.incomplete_until_removed(
+        &[throttled],
+        &[
+            "reconcilers HelmRepository",
+            "Too many requests, please try again later.",
+        ],
+    )
     .await;
-    let end = row.fault_ends();
-    double.faults().remove(throttled);
-    row.recovered(end).await;
-    row.nothing_sent_twice().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,20 +198,17 @@ async fn fault_a_burst_of_500_and_503() {
             .faults()
             .inject(Fault::status(503).method("GET").path_prefix(KUSTOMIZATIONS)),
     ];
-    row.incomplete(&[
-        "components: failed to list Deployments",
-        "an error on the server has prevented the request from succeeding",
-        "reconcilers Kustomization",
-        "the server is currently unable to handle the request",
-    ])
+    // The components section is kept: helm-controller stays not ready, no new transition.
+    row.incomplete_until_removed(
+        &faults,
+        &[
+            "components: failed to list Deployments",
+            "an error on the server has prevented the request from succeeding",
+            "reconcilers Kustomization",
+            "the server is currently unable to handle the request",
+        ],
+    )
     .await;
-    let end = row.fault_ends();
-    for id in faults {
-        double.faults().remove(id);
-    }
-    row.recovered(end).await;
-    // The components section was kept: helm-controller stayed not ready, no new transition.
-    row.nothing_sent_twice().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,16 +223,15 @@ async fn fault_a_request_that_hangs_past_the_request_timeout() {
         .faults()
         .inject(Fault::mute().method("GET").path_prefix(KUSTOMIZATIONS));
     // Only that kind (and the sync, found among Kustomizations) fails: /version still answers.
-    row.incomplete(&[
-        "reconcilers Kustomization",
-        "no answer within 2s",
-        "sync: Kustomizations could not be listed",
-    ])
+    row.incomplete_until_removed(
+        &[hang],
+        &[
+            "reconcilers Kustomization",
+            "no answer within 2s",
+            "sync: Kustomizations could not be listed",
+        ],
+    )
     .await;
-    let end = row.fault_ends();
-    double.faults().remove(hang);
-    row.recovered(end).await;
-    row.nothing_sent_twice().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

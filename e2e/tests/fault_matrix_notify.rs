@@ -21,6 +21,21 @@ use common::scenario::*;
 use common::{ensure, eventually};
 use fault_matrix_common::*;
 
+/// With the receiver well again, helm-controller becomes ready: the recovery's POST (the second)
+/// arrives within the recovery limit, which is printed, and each transition made one event.
+async fn recovery_is_delivered(row: &Row) {
+    let end = Instant::now();
+    row.env.set_component_ready("helm-controller", true).await;
+    let delivered = posts_reach(row, 2).await;
+    print_recovery(row.name, delivered - end);
+    assert!(
+        delivered - end <= recovery_limit(&row.env),
+        "{:?}",
+        delivered - end
+    );
+    one_event_per_transition(row).await;
+}
+
 /// Waits until the receiver has `n` POSTs; returns when.
 async fn posts_reach(row: &Row, n: usize) -> Instant {
     let receiver = &row.op.receiver;
@@ -125,16 +140,7 @@ async fn fault_the_notification_receiver_slower_than_the_post_timeout() {
     assert_eq!(failed[0]["attempts"], 1, "{}", failed[0]);
 
     receiver.answer_after(Duration::ZERO);
-    let end = Instant::now();
-    env.set_component_ready("helm-controller", true).await;
-    let delivered = posts_reach(&row, 2).await;
-    print_recovery(row.name, delivered - end);
-    assert!(
-        delivered - end <= recovery_limit(env),
-        "{:?}",
-        delivered - end
-    );
-    one_event_per_transition(&row).await;
+    recovery_is_delivered(&row).await;
     assert_eq!(receiver.posts().len(), 2, "{:#?}", receiver.posts());
 }
 
@@ -155,16 +161,7 @@ async fn fault_the_notification_receiver_answering_429() {
     assert!(forwarding_failures(&row, "ComponentsNotReady").is_empty());
 
     receiver.answer_with(202);
-    let end = Instant::now();
-    env.set_component_ready("helm-controller", true).await;
-    let delivered = posts_reach(&row, 2).await;
-    print_recovery(row.name, delivered - end);
-    assert!(
-        delivered - end <= recovery_limit(env),
-        "{:?}",
-        delivered - end
-    );
-    one_event_per_transition(&row).await;
+    recovery_is_delivered(&row).await;
     let statuses: Vec<u16> = receiver.requests().iter().map(|p| p.status).collect();
     assert_eq!(statuses, [429, 202]);
 }

@@ -170,18 +170,10 @@ async fn scrape(
         {
             return Err(format!("read from {addr}: {e}"));
         }
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line from {addr}: {head:?}"))?;
+        let (status, body) = common::prom::http_answer(addr, &raw)?;
         Ok(Reply {
             status,
-            body: body.to_string(),
+            body,
             certificate,
         })
     };
@@ -246,6 +238,23 @@ async fn wait_serving(env: &Env, op: &Operator, client: &Arc<ClientConfig>) -> R
     .await
 }
 
+/// Scrapes with the bound ServiceAccount's token until it is let in (RBAC may take a moment to
+/// reach the authorizer on a real cluster), and returns that answer.
+async fn let_in(env: &Env, op: &Operator, client: &Arc<ClientConfig>, scraper: &str) -> Reply {
+    eventually(
+        "the bound ServiceAccount to be let in",
+        soon(env),
+        || async move {
+            let reply = scrape(client, op.metrics_addr, Some(scraper)).await?;
+            ensure(reply.status == 200, || {
+                format!("{}: {}", reply.status, reply.body)
+            })?;
+            Ok(reply)
+        },
+    )
+    .await
+}
+
 fn reviews(env: &Env, path: &str) -> Option<usize> {
     env.double()
         .map(|d| d.requests().iter().filter(|r| r.path == path).count())
@@ -290,18 +299,7 @@ async fn secure_metrics_admit_only_authenticated_and_authorized_tokens() {
     );
 
     let before = (reviews(env, TOKEN_REVIEWS), reviews(env, ACCESS_REVIEWS));
-    let allowed = eventually(
-        "the bound ServiceAccount to be let in",
-        soon(env),
-        || async move {
-            let reply = scrape(client, op.metrics_addr, Some(scraper)).await?;
-            ensure(reply.status == 200, || {
-                format!("{}: {}", reply.status, reply.body)
-            })?;
-            Ok(reply)
-        },
-    )
-    .await;
+    let allowed = let_in(env, op, client, scraper).await;
     assert!(
         allowed.body.contains("# TYPE flux_reporter_info")
             && allowed.body.contains("flux_reporter_info{"),
@@ -411,18 +409,7 @@ async fn secure_metrics_serve_the_provided_certificate_and_its_renewal() {
         "the provided certificate is served"
     );
     assert_eq!(first.status, 401);
-    let reply = eventually(
-        "the bound ServiceAccount to be let in",
-        soon(env),
-        || async move {
-            let reply = scrape(client, op.metrics_addr, Some(scraper)).await?;
-            ensure(reply.status == 200, || {
-                format!("{}: {}", reply.status, reply.body)
-            })?;
-            Ok(reply)
-        },
-    )
-    .await;
+    let reply = let_in(env, op, client, scraper).await;
     assert!(reply.body.contains("flux_reporter_info{"), "{}", reply.body);
 
     // A renewal (cert-manager rewrites the Secret's files): served within the reload interval.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use common::env::{documents, fixture};
 use common::process::free_addr;
-use common::prom::http_get;
+use common::prom::{http_get, http_get_accepting};
 use common::{Env, OperatorOpts, ensure, eventually};
 use flux_reporter_e2e::Receiver;
 use serde_json::{Value, json};
@@ -91,40 +91,6 @@ async fn wait_ready(addr: std::net::SocketAddr, what: &str) {
         ensure(code == 200, || format!("{code} {body}"))
     })
     .await;
-}
-
-/// `GET path` accepting JSON (Alertmanager's API refuses `text/plain`): status and body.
-async fn get_json(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line: {head:?}"))?;
-        Ok((code, body.to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| format!("GET {path} on {addr} timed out"))?
 }
 
 /// An instant query: the result vector, or the API's error (a parse error, for instance).
@@ -408,7 +374,8 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         "infra's alert inhibited in Alertmanager",
         WAIT,
         || async move {
-            let (code, body) = get_json(am_addr, "/api/v2/alerts").await?;
+            let (code, body) =
+                http_get_accepting(am_addr, "/api/v2/alerts", "application/json").await?;
             let alerts: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}"))?;
             let infra = alerts
                 .as_array()

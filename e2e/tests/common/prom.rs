@@ -10,11 +10,20 @@ use tokio::net::TcpStream;
 /// `GET path` over HTTP/1.0 (so the answer is never chunked and the connection closes after it):
 /// the status code and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_get_accepting(addr, path, "text/plain").await
+}
+
+/// [`http_get`] with another `Accept` header (Alertmanager's API refuses `text/plain`).
+pub async fn http_get_accepting(
+    addr: SocketAddr,
+    path: &str,
+    accept: &str,
+) -> Result<(u16, String), String> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -24,20 +33,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), Str
             .read_to_end(&mut raw)
             .await
             .map_err(|e| format!("read from {addr}: {e}"))?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line from {addr}: {head:?}"))?;
-        Ok((code, body.to_string()))
+        http_answer(addr, &raw)
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .map_err(|_| format!("GET {path} on {addr} timed out"))?
+}
+
+/// The status code and the body of a whole HTTP/1 answer read from `addr`.
+pub fn http_answer(addr: SocketAddr, raw: &[u8]) -> Result<(u16, String), String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP answer from {addr}: {text:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line from {addr}: {head:?}"))?;
+    Ok((code, body.to_string()))
 }
 
 /// One sample of an exposition.

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use flux_reporter_e2e::apiserver::FaultId;
 use serde_json::Value;
 
 use crate::common::prom::http_get;
@@ -218,6 +219,20 @@ impl Row {
             })
         })
         .await
+    }
+
+    /// The usual row on the double: while `faults` (injected already) last, the runs are
+    /// incomplete naming each of `names`; once they are removed, the report recovers and the one
+    /// transition made before the fault was announced once.
+    pub async fn incomplete_until_removed(&self, faults: &[FaultId], names: &[&str]) {
+        self.incomplete(names).await;
+        let end = self.fault_ends();
+        let double = self.env.double().expect("the double");
+        for id in faults {
+            double.faults().remove(*id);
+        }
+        self.recovered(end).await;
+        self.nothing_sent_twice().await;
     }
 
     /// Still the one Warning event (never re-emitted as a series) and the one POST of the

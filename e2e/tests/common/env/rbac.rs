@@ -188,14 +188,10 @@ impl Env {
                     _ => {}
                 }
                 if CLUSTER_SCOPED.contains(&kind.as_str()) {
-                    let ar = resource(doc["apiVersion"].as_str().unwrap_or_default(), &kind);
-                    let name = doc["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    lock(&self.cluster_objects).push((ar, name));
+                    self.apply_cluster_object(doc).await;
+                } else {
+                    self.apply(doc).await;
                 }
-                self.apply(doc).await;
             }
         }
         let service_account = service_account.expect("config/rbac has a ServiceAccount");
