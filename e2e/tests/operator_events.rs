@@ -152,3 +152,117 @@ async fn unready_component_gives_one_warning_and_one_post_then_recovery_is_norma
     let instance = env.instance().await.unwrap();
     check_ready(&instance, "True", "ReconciliationSucceeded").unwrap();
 }
+
+/// A controller that goes down while every component is already flagged for another reason (its
+/// image is not from the declared registry, as with an undeclared mirror) is news: one more
+/// Warning whose first words name it, and one more `error` POST with the same message; back up,
+/// one `PartiallyRecovered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flagged_component_that_goes_down_gives_one_new_warning_naming_it_first() {
+    let env = Env::with_flux("a_flagged_component_that_goes_down_gives_one_new_warning").await;
+    // The fixtures' images are from ghcr.io/fluxcd: every component is flagged.
+    env.merge(
+        "fluxcd.controlplane.io/v1",
+        "FluxInstance",
+        "flux",
+        serde_json::json!({"spec": {"distribution": {"registry": "docker.io/fluxcd"}}}),
+    )
+    .await;
+    let op = env.start_operator(OperatorOpts::every("1s")).await;
+    let env = &env;
+    let receiver = &op.receiver;
+
+    let flagged = first_instance_event(env, "Warning").await;
+    assert_eq!(flagged["reason"], "RegistryMismatch", "{flagged}");
+    eventually("the registry POST", soon(env), || async move {
+        ensure(receiver.posts().len() == 1, || {
+            format!("{:#?}", receiver.posts())
+        })
+    })
+    .await;
+    more_runs(env, &op, 2).await;
+    assert_eq!(instance_events(env, "Warning").await.len(), 1);
+    assert_eq!(receiver.posts().len(), 1, "{:#?}", receiver.posts());
+
+    // helm-controller goes down: one new Warning, leading with it.
+    env.set_component_ready("helm-controller", false).await;
+    let down = eventually("a second Warning", soon(env), || async move {
+        let events = instance_events(env, "Warning").await;
+        let instance = env.instance().await.unwrap_or_default();
+        ensure(events.len() >= 2, || {
+            format!(
+                "Ready: {:#}\nhistory: {:#}\nevents: {events:#?}",
+                ready_of(&instance),
+                instance["status"]["history"]
+            )
+        })?;
+        Ok(events
+            .into_iter()
+            .find(|e| e["reason"] != "RegistryMismatch")
+            .ok_or("no new Warning")?)
+    })
+    .await;
+    let note = down["note"].as_str().expect("a note");
+    assert_eq!(down["reason"], "ComponentsNotReady", "{down}");
+    assert!(
+        note.starts_with("component helm-controller is not ready"),
+        "the news comes first: {note}"
+    );
+    assert!(
+        note.contains("; also failing: component helm-controller image"),
+        "{note}"
+    );
+    eventually("the error POST", soon(env), || async move {
+        ensure(receiver.posts().len() == 2, || {
+            format!("{:#?}", receiver.posts())
+        })
+    })
+    .await;
+    more_runs(env, &op, 3).await;
+    assert_eq!(instance_events(env, "Warning").await.len(), 2);
+    let posts = receiver.posts();
+    assert_eq!(posts.len(), 2, "{posts:#?}");
+    assert_eq!(posts[1]["severity"], "error", "{}", posts[1]);
+    assert_eq!(posts[1]["reason"], "ComponentsNotReady", "{}", posts[1]);
+    assert_eq!(
+        posts[1]["message"], note,
+        "the POST says what the event says"
+    );
+
+    // Back up: one PartiallyRecovered, still flagged for the registry.
+    env.set_component_ready("helm-controller", true).await;
+    let recovered = first_instance_event(env, "Normal").await;
+    assert_eq!(recovered["reason"], "PartiallyRecovered", "{recovered}");
+    assert!(
+        recovered["note"]
+            .as_str()
+            .expect("a note")
+            .contains("recovered: component/helm-controller (not ready)"),
+        "{recovered}"
+    );
+    eventually("the info POST", soon(env), || async move {
+        ensure(receiver.posts().len() == 3, || {
+            format!("{:#?}", receiver.posts())
+        })
+    })
+    .await;
+    more_runs(env, &op, 3).await;
+    assert_eq!(instance_events(env, "Normal").await.len(), 1);
+    assert_eq!(instance_events(env, "Warning").await.len(), 2);
+    let posts = receiver.posts();
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    assert_eq!(posts[2]["severity"], "info", "{}", posts[2]);
+    assert_eq!(posts[2]["reason"], "PartiallyRecovered", "{}", posts[2]);
+    let instance = env.instance().await.expect("the FluxInstance");
+    check_ready(&instance, "False", "RegistryMismatch").unwrap();
+    let history = &instance["status"]["history"];
+    assert_eq!(
+        history[0]["metadata"]["failing"],
+        "component/helm-controller=registry-mismatch,\
+         component/kustomize-controller=registry-mismatch,\
+         component/notification-controller=registry-mismatch,\
+         component/source-controller=registry-mismatch",
+        "{history:#}"
+    );
+    assert_eq!(history.as_array().map(Vec::len), Some(3), "{history:#}");
+}

@@ -19,12 +19,29 @@ pub mod reasons {
     pub const INCOMPLETE: &str = "VerificationIncomplete";
 }
 
+/// Failure classes: what kind of wrong a problem is. A subject (`component/x`) can fail in
+/// several ways at once (its image from another registry *and* not ready); each is a failing
+/// part of its own, so a controller that goes down while it is flagged for its registry is news.
+pub mod classes {
+    pub const NOT_INSTALLED: &str = "not-installed";
+    pub const VERSION_MISMATCH: &str = "version-mismatch";
+    pub const VERSION_UNKNOWN: &str = "version-unknown";
+    pub const MISSING: &str = "missing";
+    pub const NOT_READY: &str = "not-ready";
+    pub const REGISTRY_MISMATCH: &str = "registry-mismatch";
+    pub const SOURCE_MISMATCH: &str = "source-mismatch";
+    pub const PATH_MISMATCH: &str = "path-mismatch";
+    pub const REF_MISMATCH: &str = "ref-mismatch";
+}
+
 /// One way the observed installation differs from the declared one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub reason: &'static str,
-    /// What is wrong: `version`, `component/<name>`, `sync`.
+    /// What is wrong: `version`, `distribution`, `component/<name>`, `sync`.
     pub subject: String,
+    /// How it is wrong: one of [`classes`].
+    pub class: &'static str,
     pub message: String,
 }
 
@@ -58,6 +75,7 @@ pub fn verify(
         problems.push(Problem {
             reason: reasons::NOT_INSTALLED,
             subject: "distribution".into(),
+            class: classes::NOT_INSTALLED,
             message: format!("Flux is {}", report.distribution.status),
         });
     } else {
@@ -66,6 +84,7 @@ pub fn verify(
                 problems.push(Problem {
                     reason: reasons::VERSION_MISMATCH,
                     subject: "version".into(),
+                    class: classes::VERSION_MISMATCH,
                     message: format!(
                         "Flux {v} does not match the declared version {}",
                         declared.distribution.version
@@ -76,6 +95,7 @@ pub fn verify(
             None => problems.push(Problem {
                 reason: reasons::VERSION_MISMATCH,
                 subject: "version".into(),
+                class: classes::VERSION_UNKNOWN,
                 message:
                     "the installed Flux version is unknown (no app.kubernetes.io/version label)"
                         .into(),
@@ -91,11 +111,13 @@ pub fn verify(
                 None => problems.push(Problem {
                     reason: reasons::COMPONENTS_NOT_READY,
                     subject: format!("component/{name}"),
+                    class: classes::MISSING,
                     message: format!("component {name} is not installed"),
                 }),
                 Some(c) if !c.ready => problems.push(Problem {
                     reason: reasons::COMPONENTS_NOT_READY,
                     subject: format!("component/{name}"),
+                    class: classes::NOT_READY,
                     message: format!("component {name} is not ready: {}", c.status),
                 }),
                 Some(_) => {}
@@ -103,11 +125,11 @@ pub fn verify(
         }
         let registry = declared.distribution.registry.trim_end_matches('/');
         for c in &report.components {
-            let image = parse_image(&c.image);
-            if !registry.is_empty() && !image.repository.starts_with(&format!("{registry}/")) {
+            if !registry.is_empty() && !from_registry(&c.image, registry) {
                 problems.push(Problem {
                     reason: reasons::REGISTRY_MISMATCH,
                     subject: format!("component/{}", c.name),
+                    class: classes::REGISTRY_MISMATCH,
                     message: format!(
                         "component {} image {} is not from registry {registry}",
                         c.name, c.image
@@ -125,10 +147,11 @@ pub fn verify(
                 None => problems.push(Problem {
                     reason: reasons::SYNC_FAILED,
                     subject: "sync".into(),
+                    class: classes::MISSING,
                     message: "the declared sync was not found".into(),
                 }),
                 Some(observed) => {
-                    let mut diffs = Vec::new();
+                    let mut diffs: Vec<(&'static str, String)> = Vec::new();
                     let url = observed.source.as_deref().unwrap_or("");
                     // The observed source is reported without credentials:
                     // compare (and name) the declared one the same way.
@@ -140,32 +163,42 @@ pub fn verify(
                     if !url.is_empty()
                         && url.trim_end_matches('/') != want_url.trim_end_matches('/')
                     {
-                        diffs.push(format!("source {url} is not the declared {want_url}"));
+                        diffs.push((
+                            classes::SOURCE_MISMATCH,
+                            format!("source {url} is not the declared {want_url}"),
+                        ));
                     }
                     let path = observed.path.as_deref().unwrap_or("");
                     if normalize_path(path) != normalize_path(&sync.path) {
-                        diffs.push(format!("path {path} is not the declared {}", sync.path));
+                        diffs.push((
+                            classes::PATH_MISMATCH,
+                            format!("path {path} is not the declared {}", sync.path),
+                        ));
                     }
                     if sync.kind != "Bucket"
                         && let Some(observed_ref) = outcome.sync_source_ref.as_deref()
                         && !ref_matches(&sync.ref_, observed_ref)
                     {
-                        diffs.push(format!(
-                            "ref {observed_ref} is not the declared {}",
-                            sync.ref_
+                        diffs.push((
+                            classes::REF_MISMATCH,
+                            format!("ref {observed_ref} is not the declared {}", sync.ref_),
                         ));
                     }
                     if !observed.ready {
                         let status = observed.status.lines().collect::<Vec<_>>().join(" / ");
-                        diffs.push(format!("{} is not ready: {status}", observed.id));
+                        diffs.push((
+                            classes::NOT_READY,
+                            format!("{} is not ready: {status}", observed.id),
+                        ));
                     }
-                    if !diffs.is_empty() {
-                        problems.push(Problem {
-                            reason: reasons::SYNC_FAILED,
-                            subject: "sync".into(),
-                            message: format!("sync {}", diffs.join("; ")),
-                        });
-                    }
+                    // One problem per way the sync is wrong, so that a sync flagged for its
+                    // path that then fails to apply is a new failure.
+                    problems.extend(diffs.into_iter().map(|(class, diff)| Problem {
+                        reason: reasons::SYNC_FAILED,
+                        subject: "sync".into(),
+                        class,
+                        message: format!("sync {diff}"),
+                    }));
                 }
             }
         }
@@ -263,6 +296,68 @@ pub fn parse_image(image: &str) -> ImageRef {
         repository: repository.to_string(),
         tag: tag.to_string(),
         digest,
+    }
+}
+
+/// Is `image` (a container image reference) from `registry` (a registry host with an optional
+/// path, `ghcr.io/fluxcd`, `docker.io/fluxcd`, `fluxcd`, `registry.local:5000/mirror/`)?
+///
+/// Both are compared in the normalized form of the container reference grammar, as
+/// distribution/reference's `ParseNormalizedNamed` gives it
+/// (<https://github.com/distribution/reference/blob/main/normalize.go>):
+/// - the first path component is a registry host only when it contains a `.` or a `:`, or is
+///   `localhost` (or has upper case letters, which repository paths cannot have); otherwise the
+///   registry is Docker Hub, `docker.io`;
+/// - `index.docker.io` is the old name of `docker.io`;
+/// - a Docker Hub repository of a single component lives under `library/` (`alpine` is
+///   `docker.io/library/alpine`);
+/// - registry hosts are compared without regard to case (DNS names), and a trailing `/` of the
+///   declared registry does not matter.
+///
+/// So `registry: docker.io/fluxcd` matches `fluxcd/helm-controller:v1`, and
+/// `registry: ghcr.io/fluxcd` does not match `ghcr.io/fluxcd-mirror/helm-controller`.
+pub fn from_registry(image: &str, registry: &str) -> bool {
+    let repository = normalize_name(&parse_image(image).repository, true);
+    let registry = normalize_name(registry.trim_end_matches('/'), false);
+    if registry.is_empty() {
+        return true;
+    }
+    repository
+        .strip_prefix(&registry)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `domain/path` of a repository name (`image` true) or a registry prefix, normalized as
+/// [`from_registry`] says.
+fn normalize_name(name: &str, image: bool) -> String {
+    let (first, rest) = match name.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (name, None),
+    };
+    let is_host = |c: &str| {
+        c.contains(['.', ':']) || c == "localhost" || c.chars().any(|ch| ch.is_ascii_uppercase())
+    };
+    // A registry written without a path (`ghcr.io`, `localhost:5000`) is a host; a lone name
+    // of an image (`alpine`) is a repository on Docker Hub.
+    let (domain, path) = match rest {
+        Some(rest) if is_host(first) => (first.to_ascii_lowercase(), rest.to_string()),
+        None if !image && is_host(first) => (first.to_ascii_lowercase(), String::new()),
+        _ => ("docker.io".to_string(), name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io".to_string()
+    } else {
+        domain
+    };
+    let path = if image && domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    if path.is_empty() {
+        domain
+    } else {
+        format!("{domain}/{path}")
     }
 }
 
@@ -478,6 +573,128 @@ mod tests {
         report.components[0].image = "docker.io/evil/helm-controller:v1".into();
         let v = verify(&declared("2.x"), &report, &Outcome::default());
         assert_eq!(v.reason, "RegistryMismatch");
+    }
+
+    #[test]
+    fn registries_compare_as_container_references() {
+        for (image, registry, want) in [
+            (
+                "ghcr.io/fluxcd/helm-controller:v1.4.0",
+                "ghcr.io/fluxcd",
+                true,
+            ),
+            (
+                "ghcr.io/fluxcd/helm-controller:v1.4.0",
+                "ghcr.io/fluxcd/",
+                true,
+            ),
+            (
+                "ghcr.io/fluxcd/helm-controller:v1.4.0",
+                "GHCR.io/fluxcd",
+                true,
+            ),
+            ("GHCR.IO/fluxcd/helm-controller", "ghcr.io/fluxcd", true),
+            ("ghcr.io/fluxcd/helm-controller", "ghcr.io", true),
+            // Docker Hub: written with or without its host, or with its old name.
+            ("fluxcd/helm-controller:v1.4.0", "docker.io/fluxcd", true),
+            (
+                "docker.io/fluxcd/helm-controller:v1.4.0",
+                "docker.io/fluxcd",
+                true,
+            ),
+            (
+                "index.docker.io/fluxcd/helm-controller",
+                "docker.io/fluxcd",
+                true,
+            ),
+            (
+                "fluxcd/helm-controller@sha256:abc",
+                "index.docker.io/fluxcd/",
+                true,
+            ),
+            ("docker.io/fluxcd/helm-controller", "fluxcd", true),
+            ("fluxcd/helm-controller", "docker.io", true),
+            // Single names are official images under library/.
+            ("alpine:3", "docker.io/library", true),
+            ("alpine:3", "docker.io/fluxcd", false),
+            // Hosts with ports, localhost.
+            (
+                "localhost:5000/fluxcd/helm-controller",
+                "localhost:5000/fluxcd",
+                true,
+            ),
+            ("localhost/fluxcd/helm-controller", "localhost/fluxcd", true),
+            (
+                "registry.local:5000/mirror/fluxcd/x:v1",
+                "registry.local:5000/mirror",
+                true,
+            ),
+            // Real mismatches stay flagged.
+            (
+                "ghcr.io/fluxcd/helm-controller:v1.4.0",
+                "docker.io/fluxcd",
+                false,
+            ),
+            ("fluxcd/helm-controller:v1.4.0", "ghcr.io/fluxcd", false),
+            (
+                "ghcr.io/fluxcd-mirror/helm-controller",
+                "ghcr.io/fluxcd",
+                false,
+            ),
+            (
+                "ghcr.io/fluxcd/helm-controller",
+                "ghcr.io/fluxcd/helm",
+                false,
+            ),
+            (
+                "evil.io/ghcr.io/fluxcd/helm-controller",
+                "ghcr.io/fluxcd",
+                false,
+            ),
+            ("localhost:5001/fluxcd/x", "localhost:5000/fluxcd", false),
+            (
+                "docker.io/evil/helm-controller:v1",
+                "docker.io/fluxcd",
+                false,
+            ),
+        ] {
+            assert_eq!(
+                from_registry(image, registry),
+                want,
+                "{image} from {registry}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_component_from_a_docker_hub_mirror_written_short_is_not_flagged() {
+        let mut d = declared("2.x");
+        d.distribution.registry = "docker.io/fluxcd".into();
+        let mut report = observed();
+        for c in &mut report.components {
+            c.image = format!("fluxcd/{}:v1.7.3", c.name);
+        }
+        assert_eq!(verify(&d, &report, &Outcome::default()).ready, Some(true));
+    }
+
+    #[test]
+    fn a_subject_failing_two_ways_is_two_problems() {
+        let mut report = observed();
+        report.components[0].image = "docker.io/mirror/helm-controller:v1".into();
+        report.components[0].ready = false;
+        let v = verify(&declared("2.x"), &report, &Outcome::default());
+        let parts: Vec<(&str, &str)> = v
+            .problems
+            .iter()
+            .map(|p| (p.subject.as_str(), p.class))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("component/helm-controller", classes::NOT_READY),
+                ("component/helm-controller", classes::REGISTRY_MISMATCH)
+            ]
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flux_reporter_api::condition::{self, Condition, ConditionStatus};
 use flux_reporter_api::constants::*;
-use flux_reporter_api::fluxinstance::FluxInstanceStatus;
+use flux_reporter_api::fluxinstance::{FluxInstanceStatus, Snapshot};
 use flux_reporter_api::{FluxInstance, FluxReport, FluxReportSpec};
 use flux_reporter_report::Outcome;
 use flux_reporter_report::compute::Section;
 use flux_reporter_report::health;
-use flux_reporter_report::instance::{self, Verification};
+use flux_reporter_report::instance::{self, Verification, classes};
 use flux_reporter_report::metrics::InstanceRow;
 use flux_reporter_report::source::error_chain;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -25,7 +25,7 @@ use super::singleton::{apply_body, apply_params};
 use super::{Context, State};
 use crate::events::{EventKind, EventSink, Target};
 use crate::notifier::{self, Notifier, NotifierConfig};
-use crate::transitions::{self, HealthState, Previous, Severity};
+use crate::transitions::{self, HealthState, Part, Previous, Severity};
 
 /// The Flux Operator, when it owns this FluxInstance: its finalizer
 /// (`fluxcd.controlplane.io/…`) or a managed-fields entry of its field
@@ -94,20 +94,32 @@ pub async fn handle_instance(
         return None;
     }
     let verification = instance::verify(&instance.spec, spec, outcome);
-    let now = instance_health(&verification, spec);
     let previous = match &state.health {
         Some(h) => Previous::Seen(h.clone()),
         None => persisted(&instance),
     };
-    let written = match write_instance_status(ctx, &instance, &verification).await {
+    let now = instance_health(&verification, spec).map(|mut now| {
+        carry_unread(&mut now, &previous, outcome);
+        now
+    });
+    let old_history = instance
+        .status
+        .as_ref()
+        .and_then(|s| s.history.clone())
+        .unwrap_or_default();
+    let history = match &now {
+        Some(now) => record_history(&old_history, now, outcome.duration, Timestamp::now()),
+        // Could not tell: the history stays as it was.
+        None => old_history,
+    };
+    let written = match write_instance_status(ctx, &instance, &verification, history).await {
         Ok(()) => Some((instance.uid().unwrap_or_default(), verification)),
         Err(e) => {
             tracing::error!(error = %error_chain(&e), "cannot write the FluxInstance status");
             None
         }
     };
-    if let Some(mut now) = now {
-        carry_unread(&mut now, &previous, outcome);
+    if let Some(now) = now {
         emit_transitions(state, &Target::from_object(&instance), &previous, &now).await;
         state.health = Some(now);
     }
@@ -196,6 +208,12 @@ fn persisted(instance: &FluxInstance) -> Previous {
     Previous::Persisted {
         healthy: ready.status == ConditionStatus::True,
         message: ready.message.clone(),
+        failing: status
+            .history
+            .as_deref()
+            .and_then(|h| h.first())
+            .and_then(|s| s.metadata.as_ref()?.get(HISTORY_FAILING))
+            .and_then(|keys| Part::parse_keys(keys)),
         version: status.last_applied_revision.clone(),
         components: status
             .components
@@ -214,7 +232,7 @@ fn instance_health(v: &Verification, spec: &FluxReportSpec) -> Option<HealthStat
         failing: v
             .problems
             .iter()
-            .map(|p| (p.subject.clone(), p.message.clone()))
+            .map(|p| (Part::new(&p.subject, p.class), p.message.clone()))
             .collect(),
         reason: v.reason.to_string(),
         message: v.message.clone(),
@@ -263,7 +281,17 @@ fn report_health(spec: &FluxReportSpec, outcome: &Outcome) -> Option<HealthState
         healthy: problems.is_empty(),
         failing: problems
             .iter()
-            .map(|p| (format!("{}/{}", p.area, p.subject), p.message.clone()))
+            .map(|p| {
+                let class = match (p.area, p.subject.as_str()) {
+                    ("distribution", _) => classes::NOT_INSTALLED,
+                    ("components", "controllers") => classes::MISSING,
+                    _ => classes::NOT_READY,
+                };
+                (
+                    Part::new(format!("{}/{}", p.area, p.subject), class),
+                    p.message.clone(),
+                )
+            })
             .collect(),
         reason: reason.into(),
         message: if problems.is_empty() {
@@ -294,17 +322,87 @@ fn unread(subject: &str, outcome: &Outcome) -> bool {
 /// far as we know: it is carried over, so that it is neither announced as recovered now nor as a
 /// new failure when the section is read again.
 fn carry_unread(now: &mut HealthState, previous: &Previous, outcome: &Outcome) {
-    let Previous::Seen(before) = previous else {
-        return;
-    };
     if now.healthy {
         return;
     }
-    for (subject, message) in &before.failing {
-        if !now.failing.contains_key(subject) && unread(subject, outcome) {
-            now.failing.insert(subject.clone(), message.clone());
+    let before: Vec<(Part, String)> = match previous {
+        Previous::Seen(before) => before.failing.clone(),
+        // Read back after a restart: the parts without their messages.
+        Previous::Persisted {
+            failing: Some(parts),
+            ..
+        } => parts.iter().map(|p| (p.clone(), p.to_string())).collect(),
+        _ => return,
+    };
+    for (part, message) in before {
+        if !now.is_failing(&part) && unread(&part.subject, outcome) {
+            now.failing.push((part, message));
         }
     }
+}
+
+/// The metadata key of a `status.history` snapshot that lists its failing parts.
+const HISTORY_FAILING: &str = "failing";
+/// The metadata key of a `status.history` snapshot that holds the Flux version, as the Flux
+/// Operator's history has it.
+const HISTORY_FLUX: &str = "flux";
+/// Snapshots kept in `status.history`, as the Flux Operator keeps.
+const HISTORY_LEN: usize = 5;
+
+/// `status.history` after a run that saw `now`: one snapshot per distinct health (its digest is
+/// that of the failing parts, so each state of the installation is one entry, newest first,
+/// counting the runs that saw it), the way the Flux Operator keeps one per applied revision.
+/// The newest snapshot's `metadata.failing` is what a restarted or newly elected replica
+/// compares its first run with ([`persisted`]), so a restart never changes which events fire.
+fn record_history(
+    old: &[Snapshot],
+    now: &HealthState,
+    duration: std::time::Duration,
+    at: Timestamp,
+) -> Vec<Snapshot> {
+    let keys = now
+        .parts()
+        .iter()
+        .map(Part::key)
+        .collect::<Vec<_>>()
+        .join(",");
+    let digest = ring::digest::digest(&ring::digest::SHA256, keys.as_bytes());
+    let digest = format!(
+        "sha256:{}",
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let at = Timestamp::from_second(at.as_second())
+        .unwrap_or(at)
+        .to_string();
+    let mut history = old.to_vec();
+    let mut snapshot = match history.iter().position(|s| s.digest == digest) {
+        // The same health as the newest snapshot: the same entry, one run more. An older
+        // entry with this digest is a state the installation came back to: a new entry.
+        Some(0) => history.remove(0),
+        _ => Snapshot {
+            digest,
+            first_reconciled: at.clone(),
+            total_reconciliations: 0,
+            ..Default::default()
+        },
+    };
+    snapshot.last_reconciled = at;
+    snapshot.last_reconciled_duration = format!("{duration:?}");
+    snapshot.last_reconciled_status = now.reason.clone();
+    snapshot.total_reconciliations += 1;
+    let mut metadata = BTreeMap::new();
+    if let Some(v) = &now.version {
+        metadata.insert(HISTORY_FLUX.to_string(), v.clone());
+    }
+    metadata.insert(HISTORY_FAILING.to_string(), keys);
+    snapshot.metadata = Some(metadata);
+    history.insert(0, snapshot);
+    history.truncate(HISTORY_LEN);
+    history
 }
 
 async fn emit_transitions(state: &State, target: &Target, previous: &Previous, now: &HealthState) {
@@ -330,6 +428,7 @@ async fn write_instance_status(
     ctx: &Context,
     instance: &FluxInstance,
     v: &Verification,
+    history: Vec<Snapshot>,
 ) -> Result<(), kube::Error> {
     let old = instance.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
@@ -353,6 +452,7 @@ async fn write_instance_status(
     let new = FluxInstanceStatus {
         conditions: Some(conditions),
         components: Some(v.components.clone()),
+        history: (!history.is_empty()).then_some(history),
         last_applied_revision: v.revision.clone().or(old.last_applied_revision),
         last_attempted_revision: v.revision.clone().or(old.last_attempted_revision),
         last_handled_reconcile_at: annotation(instance, REQUESTED_AT_ANNOTATION)
@@ -474,7 +574,12 @@ mod tests {
             healthy: false,
             failing: parts
                 .iter()
-                .map(|p| (p.to_string(), format!("{p} is not ready")))
+                .map(|p| {
+                    (
+                        Part::new(*p, classes::NOT_READY),
+                        format!("{p} is not ready"),
+                    )
+                })
                 .collect(),
             reason: "ComponentsNotReady".into(),
             message: parts.join("; "),
@@ -492,7 +597,7 @@ mod tests {
         };
         let mut now = failing(&["sync"]);
         carry_unread(&mut now, &previous, &outcome);
-        assert!(now.failing.contains_key("component/helm-controller"));
+        assert!(now.is_failing(&Part::new("component/helm-controller", classes::NOT_READY)));
         assert_eq!(transitions::transitions(&previous, &now), Vec::new());
 
         // Read again and still failing: nothing new either.
@@ -508,6 +613,101 @@ mod tests {
         let t = transitions::transitions(&previous, &fixed);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reason, "PartiallyRecovered");
+    }
+
+    fn instance_with_history(healthy: bool, message: &str, history: Vec<Snapshot>) -> FluxInstance {
+        let mut i = FluxInstance::new(SINGLETON_NAME, Default::default());
+        i.status = Some(FluxInstanceStatus {
+            conditions: Some(vec![Condition::new(
+                READY_CONDITION,
+                if healthy {
+                    ConditionStatus::True
+                } else {
+                    ConditionStatus::False
+                },
+                "ComponentsNotReady",
+                message,
+                None,
+                Time(Timestamp::UNIX_EPOCH),
+            )]),
+            history: Some(history),
+            last_applied_revision: Some("v2.7.3".into()),
+            ..Default::default()
+        });
+        i
+    }
+
+    fn health(parts: &[(&str, &str)]) -> HealthState {
+        HealthState {
+            healthy: parts.is_empty(),
+            failing: parts
+                .iter()
+                .map(|(s, c)| (Part::new(*s, *c), format!("{s} is {c}")))
+                .collect(),
+            reason: if parts.is_empty() {
+                "ReconciliationSucceeded"
+            } else {
+                "RegistryMismatch"
+            }
+            .into(),
+            message: "m".into(),
+            version: Some("v2.7.3".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_one_snapshot_per_health_newest_first() {
+        let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("a time");
+        let d = std::time::Duration::from_millis(1250);
+        let flagged = health(&[("component/helm-controller", classes::REGISTRY_MISMATCH)]);
+        let down = health(&[
+            ("component/helm-controller", classes::REGISTRY_MISMATCH),
+            ("component/helm-controller", classes::NOT_READY),
+        ]);
+        let h = record_history(&[], &flagged, d, t(0));
+        let h = record_history(&h, &flagged, d, t(60));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].total_reconciliations, 2);
+        assert_eq!(h[0].first_reconciled, "2027-01-15T08:00:00Z");
+        assert_eq!(h[0].last_reconciled, "2027-01-15T08:01:00Z");
+        assert_eq!(h[0].last_reconciled_status, "RegistryMismatch");
+        assert_eq!(h[0].last_reconciled_duration, "1.25s");
+        let h = record_history(&h, &down, d, t(120));
+        let h = record_history(&h, &flagged, d, t(180));
+        assert_eq!(h.len(), 3, "back to an earlier health is a new entry");
+        assert_eq!(h[0].total_reconciliations, 1);
+        assert_eq!(h[0].digest, h[2].digest);
+        let meta = h[0].metadata.as_ref().expect("metadata");
+        assert_eq!(
+            meta["failing"],
+            "component/helm-controller=registry-mismatch"
+        );
+        assert_eq!(meta["flux"], "v2.7.3");
+        let mut h = h;
+        for i in 0..10 {
+            let other = health(&[("sync", if i % 2 == 0 { "not-ready" } else { "missing" })]);
+            h = record_history(&h, &other, d, t(200 + i));
+        }
+        assert_eq!(h.len(), HISTORY_LEN);
+    }
+
+    #[test]
+    fn a_restart_reads_the_failing_parts_back_from_the_history() {
+        let down = health(&[
+            ("component/helm-controller", classes::REGISTRY_MISMATCH),
+            ("component/helm-controller", classes::NOT_READY),
+        ]);
+        let history = record_history(&[], &down, Default::default(), Timestamp::UNIX_EPOCH);
+        match persisted(&instance_with_history(false, "m", history)) {
+            Previous::Persisted { failing, .. } => assert_eq!(failing, Some(down.parts())),
+            other => panic!("{other:?}"),
+        }
+        // Written by a version without the history: compared by message.
+        match persisted(&instance_with_history(false, "m", Vec::new())) {
+            Previous::Persisted { failing, .. } => assert_eq!(failing, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
