@@ -1,11 +1,13 @@
 //! Monitoring proven with the real programs: the operator runs against the API server double
 //! with the e2e fixtures (and `--legacy-metrics`); a real Prometheus on loopback scrapes it with
-//! the shipped ServiceMonitor's settings and loads the shipped rules (a test copy with `for:`
-//! shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
+//! the shipped ServiceMonitor's settings in a plain `scrape_configs` job (no `namespace` or `pod`
+//! target label, as without the Prometheus Operator) and loads the shipped rules (a test copy
+//! with `for:` shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
 //! API, the key panels give the fixture's values; the not-ready alert fires for the failing
 //! Kustomization, a real Alertmanager with the example route delivers it to a local webhook, and
 //! the resolved notification follows once the Kustomization recovers; with kustomize-controller
-//! down, the controller's alert pages and the Kustomization's is inhibited. The queries people write
+//! down, the controller's alert pages, named by the Flux namespace, and the Kustomization's is
+//! inhibited. The queries people write
 //! today (`fixtures/seed-queries.yaml`) are evaluated too. Every inhibition of the example is
 //! checked in a real Alertmanager on alerts posted to its API: each controller's alert holds back
 //! the alerts of the kinds it reconciles, and only those (and the sync's, for the controllers a
@@ -241,7 +243,10 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         &env.dir,
     );
 
-    // Prometheus with the ServiceMonitor's endpoint settings (interval shortened) and the rules.
+    // A plain Prometheus: the rules of config/monitoring/prometheus and a `scrape_configs` job
+    // with the ServiceMonitor's endpoint settings (interval shortened), the target and nothing
+    // else: none of the `namespace` and `pod` target labels the Prometheus Operator's discovery
+    // adds, which no alert may depend on.
     let sm = yaml(&root().join("config/monitoring/servicemonitor.yaml"));
     let endpoint = &sm["spec"]["endpoints"][0];
     let rules = env.dir.join("rules.yml");
@@ -251,14 +256,12 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         "rule_files": [rules],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am_addr.to_string()]}]}]},
         "scrape_configs": [{
-            // The Prometheus Operator names the job after the Service.
+            // The job name the Prometheus Operator gives it (the Service's) and the README's.
             "job_name": sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
             "metrics_path": endpoint["path"],
             "honor_labels": endpoint["honorLabels"],
             "scrape_timeout": "1s",
-            // The labels the Prometheus Operator's Kubernetes discovery would add.
-            "static_configs": [{"targets": [op.metrics_addr.to_string()],
-                                "labels": {"namespace": ns, "pod": "flux-reporter-e2e"}}],
+            "static_configs": [{"targets": [op.metrics_addr.to_string()]}],
         }],
     });
     let prom_file = env.dir.join("prometheus.yml");
@@ -283,6 +286,10 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         op.assert_alive();
         let up = query(prom, r#"up{job="flux-reporter"} == 1"#).await?;
         ensure(up.len() == 1, || format!("up: {up:?}"))?;
+        ensure(
+            up[0]["metric"].get("namespace").is_none() && up[0]["metric"].get("pod").is_none(),
+            || format!("target labels: {up:?}"),
+        )?;
         let objects = query(
             prom,
             &format!(r#"flux_resource_info{{exported_namespace="{ns}"}}"#),
@@ -403,6 +410,21 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         post["receiver"], "flux-pager",
         "a critical alert goes to the pager"
     );
+    // Named by the Flux namespace, with no target label to take it from.
+    assert_eq!(
+        post["groupLabels"],
+        json!({"alertname": "FluxComponentNotReady", "namespace": ns})
+    );
+    let alert = &post["alerts"][0];
+    assert_eq!(
+        alert["labels"],
+        json!({"alertname": "FluxComponentNotReady", "severity": "critical",
+               "name": "kustomize-controller", "namespace": ns, "exported_namespace": ns})
+    );
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("Flux component Deployment {ns}/kustomize-controller is not ready")
+    );
     env.apply(broken_infra).await;
     eventually(
         "infra's alert inhibited in Alertmanager",
@@ -439,6 +461,31 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         1,
         "only the first firing was delivered: {refired:#?}"
     );
+
+    // The report series FluxReportStale and FluxReportIncomplete use, as scraped: the Flux
+    // namespace on each, the interval of this run (1s), and a fresh complete report.
+    for series in [
+        "flux_report_interval_seconds",
+        "flux_report_last_run_timestamp_seconds",
+        "flux_report_last_success_timestamp_seconds",
+        "flux_report_component_ready",
+        "flux_report_sync_ready",
+    ] {
+        let rows = query(prom, series).await.unwrap();
+        assert!(!rows.is_empty(), "{series}: none");
+        for r in &rows {
+            assert_eq!(r["metric"]["exported_namespace"], ns, "{series}: {r}");
+        }
+    }
+    let interval = query(prom, "flux_report_interval_seconds").await.unwrap();
+    assert_eq!(value(&interval[0]), 1.0, "{interval:?}");
+    let stale = query(
+        prom,
+        r#"ALERTS{alertname=~"FluxReportStale|FluxReportIncomplete"}"#,
+    )
+    .await
+    .unwrap();
+    assert!(stale.is_empty(), "{stale:?}");
 }
 
 /// The Flux controllers (their Deployment names) and the kinds each reconciles, after
