@@ -560,7 +560,7 @@ async fn alertmanager_inhibits_each_alert_by_the_controller_it_depends_on_only()
         test_alertmanager_config(&webhook.url()).to_string(),
     )
     .unwrap();
-    let _am = Daemon::spawn(
+    let am = Daemon::spawn(
         "alertmanager",
         Command::new(program("prometheus-alertmanager"))
             .arg(format!("--config.file={}", am_config.display()))
@@ -667,6 +667,9 @@ async fn alertmanager_inhibits_each_alert_by_the_controller_it_depends_on_only()
         },
     )
     .await;
+    // Kept when the test fails (the log is printed then).
+    drop(am);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn held_back(inhibited: bool) -> String {
