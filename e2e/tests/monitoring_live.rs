@@ -1,12 +1,17 @@
 //! Monitoring proven with the real programs: the operator runs against the API server double
 //! with the e2e fixtures (and `--legacy-metrics`); a real Prometheus on loopback scrapes it with
-//! the shipped ServiceMonitor's settings and loads the shipped rules (a test copy with `for:`
-//! shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
+//! the shipped ServiceMonitor's settings in a plain `scrape_configs` job (no `namespace` or `pod`
+//! target label, as without the Prometheus Operator) and loads the shipped rules (a test copy
+//! with `for:` shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP
 //! API, the key panels give the fixture's values; the not-ready alert fires for the failing
 //! Kustomization, a real Alertmanager with the example route delivers it to a local webhook, and
 //! the resolved notification follows once the Kustomization recovers; with kustomize-controller
-//! down, the controller's alert pages and the Kustomization's is inhibited. The queries people write
-//! today (`fixtures/seed-queries.yaml`) are evaluated too.
+//! down, the controller's alert pages, named by the Flux namespace, and the Kustomization's is
+//! inhibited. The queries people write
+//! today (`fixtures/seed-queries.yaml`) are evaluated too. Every inhibition of the example is
+//! checked in a real Alertmanager on alerts posted to its API: each controller's alert holds back
+//! the alerts of the kinds it reconciles, and only those (and the sync's, for the controllers a
+//! sync depends on).
 //!
 //! Needs `prometheus` and `prometheus-alertmanager` (Debian; `.ci/run` installs them) and the
 //! binary (`cargo build -p flux-reporter`).
@@ -15,20 +20,24 @@
 #[allow(dead_code, unused_imports)]
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::env::{documents, fixture};
+use common::env::{documents, fixture, unique};
 use common::process::free_addr;
-use common::prom::{http_get, http_get_accepting};
+use common::prom::{http_answer, http_get, http_get_accepting};
 use common::{Env, OperatorOpts, ensure, eventually};
 use flux_reporter_e2e::Receiver;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(90);
+/// How long a state that is not yet as expected may take to become so.
+const SETTLE: Duration = Duration::from_secs(10);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -105,6 +114,33 @@ async fn query(prom: std::net::SocketAddr, expr: &str) -> Result<Vec<Value>, Str
         .as_array()
         .cloned()
         .unwrap_or_default())
+}
+
+/// `POST path` with a JSON body over HTTP/1.0: the status code and the body.
+async fn http_post_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &Value,
+) -> Result<(u16, String), String> {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    http_answer(addr, &raw)
 }
 
 fn value(sample: &Value) -> f64 {
@@ -207,7 +243,10 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         &env.dir,
     );
 
-    // Prometheus with the ServiceMonitor's endpoint settings (interval shortened) and the rules.
+    // A plain Prometheus: the rules of config/monitoring/prometheus and a `scrape_configs` job
+    // with the ServiceMonitor's endpoint settings (interval shortened), the target and nothing
+    // else: none of the `namespace` and `pod` target labels the Prometheus Operator's discovery
+    // adds, which no alert may depend on.
     let sm = yaml(&root().join("config/monitoring/servicemonitor.yaml"));
     let endpoint = &sm["spec"]["endpoints"][0];
     let rules = env.dir.join("rules.yml");
@@ -217,14 +256,12 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         "rule_files": [rules],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am_addr.to_string()]}]}]},
         "scrape_configs": [{
-            // The Prometheus Operator names the job after the Service.
+            // The job name the Prometheus Operator gives it (the Service's) and the README's.
             "job_name": sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
             "metrics_path": endpoint["path"],
             "honor_labels": endpoint["honorLabels"],
             "scrape_timeout": "1s",
-            // The labels the Prometheus Operator's Kubernetes discovery would add.
-            "static_configs": [{"targets": [op.metrics_addr.to_string()],
-                                "labels": {"namespace": ns, "pod": "flux-reporter-e2e"}}],
+            "static_configs": [{"targets": [op.metrics_addr.to_string()]}],
         }],
     });
     let prom_file = env.dir.join("prometheus.yml");
@@ -249,6 +286,10 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         op.assert_alive();
         let up = query(prom, r#"up{job="flux-reporter"} == 1"#).await?;
         ensure(up.len() == 1, || format!("up: {up:?}"))?;
+        ensure(
+            up[0]["metric"].get("namespace").is_none() && up[0]["metric"].get("pod").is_none(),
+            || format!("target labels: {up:?}"),
+        )?;
         let objects = query(
             prom,
             &format!(r#"flux_resource_info{{exported_namespace="{ns}"}}"#),
@@ -369,6 +410,21 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         post["receiver"], "flux-pager",
         "a critical alert goes to the pager"
     );
+    // Named by the Flux namespace, with no target label to take it from.
+    assert_eq!(
+        post["groupLabels"],
+        json!({"alertname": "FluxComponentNotReady", "namespace": ns})
+    );
+    let alert = &post["alerts"][0];
+    assert_eq!(
+        alert["labels"],
+        json!({"alertname": "FluxComponentNotReady", "severity": "critical",
+               "name": "kustomize-controller", "namespace": ns, "exported_namespace": ns})
+    );
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("Flux component Deployment {ns}/kustomize-controller is not ready")
+    );
     env.apply(broken_infra).await;
     eventually(
         "infra's alert inhibited in Alertmanager",
@@ -405,12 +461,225 @@ async fn prometheus_scrapes_dashboards_draw_and_an_alert_is_delivered_then_resol
         1,
         "only the first firing was delivered: {refired:#?}"
     );
+
+    // The report series FluxReportStale and FluxReportIncomplete use, as scraped: the Flux
+    // namespace on each, the interval of this run (1s), and a fresh complete report.
+    for series in [
+        "flux_report_interval_seconds",
+        "flux_report_last_run_timestamp_seconds",
+        "flux_report_last_success_timestamp_seconds",
+        "flux_report_component_ready",
+        "flux_report_sync_ready",
+    ] {
+        let rows = query(prom, series).await.unwrap();
+        assert!(!rows.is_empty(), "{series}: none");
+        for r in &rows {
+            assert_eq!(r["metric"]["exported_namespace"], ns, "{series}: {r}");
+        }
+    }
+    let interval = query(prom, "flux_report_interval_seconds").await.unwrap();
+    assert_eq!(value(&interval[0]), 1.0, "{interval:?}");
+    let stale = query(
+        prom,
+        r#"ALERTS{alertname=~"FluxReportStale|FluxReportIncomplete"}"#,
+    )
+    .await
+    .unwrap();
+    assert!(stale.is_empty(), "{stale:?}");
+}
+
+/// The Flux controllers (their Deployment names) and the kinds each reconciles, after
+/// https://fluxcd.io/flux/components/ and https://fluxcd.io/flux/components/source/externalartifacts/
+/// (ExternalArtifacts are produced by source-watcher's ArtifactGenerators).
+const CONTROLLERS: [(&str, &[&str]); 7] = [
+    (
+        "source-controller",
+        &[
+            "GitRepository",
+            "OCIRepository",
+            "Bucket",
+            "HelmRepository",
+            "HelmChart",
+        ],
+    ),
+    ("kustomize-controller", &["Kustomization"]),
+    ("helm-controller", &["HelmRelease"]),
+    (
+        "notification-controller",
+        &["Alert", "Provider", "Receiver"],
+    ),
+    (
+        "image-reflector-controller",
+        &["ImageRepository", "ImagePolicy"],
+    ),
+    ("image-automation-controller", &["ImageUpdateAutomation"]),
+    ("source-watcher", &["ArtifactGenerator", "ExternalArtifact"]),
+];
+
+/// The controllers whose outage makes the cluster sync (a Kustomization on a GitRepository or
+/// OCIRepository) fail.
+const SYNC_CONTROLLERS: [&str; 2] = ["source-controller", "kustomize-controller"];
+
+/// The alerts of one Alertmanager, keyed by their `case` label: the state (`active` or
+/// `suppressed`).
+async fn alert_states(am: std::net::SocketAddr) -> Result<BTreeMap<String, String>, String> {
+    let (code, body) = http_get_accepting(am, "/api/v2/alerts", "application/json").await?;
+    let alerts: Value = serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+    Ok(alerts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"]["case"].as_str().unwrap_or_default().to_string(),
+                a["status"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The example's inhibitions in a real Alertmanager, on alerts posted to its API as Prometheus
+/// would send them. One `cluster` per controller outage (`equal: [cluster]` keeps them apart):
+/// its FluxComponentNotReady, then the not-ready alert of an object of every kind, the sync's
+/// alert in the same Flux namespace and in another one. An object alert is held back exactly
+/// when the controller down reconciles its kind; the sync's exactly when the controller is one
+/// the sync depends on and runs in the sync's namespace. flux-reporter down holds back the
+/// stale-report alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_inhibits_each_alert_by_the_controller_it_depends_on_only() {
+    let dir = std::env::temp_dir().join(unique("flux-reporter-inhibitions"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let webhook = Receiver::start().await.expect("start the webhook receiver");
+    let am_addr = free_addr();
+    let am_config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        test_alertmanager_config(&webhook.url()).to_string(),
+    )
+    .unwrap();
+    let am = Daemon::spawn(
+        "alertmanager",
+        Command::new(program("prometheus-alertmanager"))
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address={am_addr}"))
+            .arg("--cluster.listen-address="),
+        &dir,
+    );
+    wait_ready(am_addr, "Alertmanager ready").await;
+
+    let alert = |case: String, labels: Value| {
+        let mut labels = labels;
+        labels["case"] = json!(case);
+        json!({"labels": labels, "annotations": {"summary": case}})
+    };
+    let mut sources = Vec::new();
+    let mut targets = Vec::new();
+    let mut want = BTreeMap::new();
+    for (down, _) in CONTROLLERS {
+        sources.push(alert(
+            format!("{down} down"),
+            json!({"alertname": "FluxComponentNotReady", "severity": "critical",
+                   "cluster": down, "namespace": "flux-system",
+                   "exported_namespace": "flux-system", "name": down}),
+        ));
+        for (controller, kinds) in CONTROLLERS {
+            for kind in kinds {
+                let alertname = if controller == "source-controller" {
+                    "FluxSourceFetchFailed"
+                } else {
+                    "FluxObjectNotReady"
+                };
+                let case = format!("{down} down: {alertname} {kind}");
+                targets.push(alert(
+                    case.clone(),
+                    json!({"alertname": alertname, "severity": "warning", "cluster": down,
+                           "kind": kind, "namespace": "apps", "exported_namespace": "apps",
+                           "name": "app", "reason": "Failed"}),
+                ));
+                want.insert(case, held_back(controller == down));
+            }
+        }
+        for ns in ["flux-system", "flux-staging"] {
+            let case = format!("{down} down: FluxSyncFailed in {ns}");
+            targets.push(alert(
+                case.clone(),
+                json!({"alertname": "FluxSyncFailed", "severity": "critical", "cluster": down,
+                       "namespace": ns, "exported_namespace": ns,
+                       "id": format!("kustomization/{ns}")}),
+            ));
+            want.insert(
+                case,
+                held_back(SYNC_CONTROLLERS.contains(&down) && ns == "flux-system"),
+            );
+        }
+    }
+    sources.push(alert(
+        "flux-reporter down".into(),
+        json!({"alertname": "FluxReporterDown", "severity": "warning", "cluster": "reporter",
+               "job": "flux-reporter", "namespace": "flux-system", "pod": "flux-reporter-a",
+               "instance": "10.0.0.7:8080"}),
+    ));
+    for (alertname, inhibited) in [("FluxReportStale", true), ("FluxReportIncomplete", false)] {
+        let case = format!("flux-reporter down: {alertname}");
+        targets.push(alert(
+            case.clone(),
+            json!({"alertname": alertname, "severity": "warning", "cluster": "reporter",
+                   "namespace": "flux-system", "exported_namespace": "flux-system"}),
+        ));
+        want.insert(case, held_back(inhibited));
+    }
+
+    // The sources first: the inhibitor learns of alerts asynchronously, and Alertmanager's API
+    // works out each alert's state from the inhibitions (and silences) when it is asked.
+    let (code, body) = http_post_json(am_addr, "/api/v2/alerts", &json!(sources))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let n = sources.len();
+    eventually("the controller alerts", WAIT, || async move {
+        let states = alert_states(am_addr).await?;
+        let active = states.values().filter(|s| *s == "active").count();
+        ensure(active == n, || format!("{states:#?}"))
+    })
+    .await;
+    let (code, body) = http_post_json(am_addr, "/api/v2/alerts", &json!(targets))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let want = &want;
+    eventually(
+        "each alert held back or not as expected",
+        SETTLE,
+        || async move {
+            let states = alert_states(am_addr).await?;
+            let wrong: Vec<String> = want
+                .iter()
+                .filter(|(case, state)| states.get(*case) != Some(*state))
+                .map(|(case, state)| format!("{case}: {:?} (want {state})", states.get(case)))
+                .collect();
+            ensure(wrong.is_empty(), || {
+                format!("{} wrong:\n{}", wrong.len(), wrong.join("\n"))
+            })
+        },
+    )
+    .await;
+    // Kept when the test fails (the log is printed then).
+    drop(am);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn held_back(inhibited: bool) -> String {
+    if inhibited { "suppressed" } else { "active" }.to_string()
 }
 
 /// Every panel expression and variable query of both dashboards parses and runs; the key panels
 /// show the fixture.
 async fn check_dashboards(prom: std::net::SocketAddr, ns: &str) {
-    let mut results = std::collections::BTreeMap::new();
+    let mut results = BTreeMap::new();
     for file in ["flux-overview.json", "flux-kind.json"] {
         let path = root().join("config/monitoring/dashboards").join(file);
         let board: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -85,6 +85,7 @@ fn main() {
         let m = Arc::new(Metrics::new(MetricsConfig {
             legacy,
             propagate_labels: PROPAGATE.map(String::from).to_vec(),
+            ..MetricsConfig::default()
         }));
         m.publish(&outcome, &spec);
         let held = LIVE.load(Ordering::Relaxed) - before;

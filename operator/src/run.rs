@@ -105,6 +105,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         legacy: args.legacy_metrics,
         propagate_labels: propagate.clone(),
+        namespace: args.namespace.clone(),
+        interval: args.reporting_interval,
     }));
     let health = Arc::new(Health::new());
     health.set_not_ready("no report computed yet");

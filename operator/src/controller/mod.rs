@@ -288,6 +288,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     };
     state.disabled = false;
     ctx.health.watchdog.arm(plan.interval, ctx.report_timeout);
+    ctx.metrics.set_interval(plan.interval);
     // The last good values: what this process published; at start, and on
     // followers always, what the report in the cluster holds.
     if state.previous.is_none() || !leader {

@@ -17,6 +17,14 @@
 //! `label_app_kubernetes_io_name`), an object without the label gets `""`,
 //! and keys that end up with the same name are all suffixed `_conflict1`,
 //! `_conflict2`, … in configured order.
+//!
+//! The report series the alerts aggregate (`flux_report_component_ready`,
+//! `flux_report_sync_ready`, `flux_report_interval_seconds` and the
+//! `flux_report_last_*_timestamp_seconds` gauges) carry the Flux namespace
+//! the operator reports on as `exported_namespace`, as `flux_resource_info`
+//! carries each object's: a Prometheus without the Prometheus Operator adds no
+//! `namespace` target label, and the one it adds is flux-reporter's own,
+//! not necessarily Flux's (docs/design.md, "Metrics: the Flux namespace").
 
 mod format;
 mod rows;
@@ -24,8 +32,9 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flux_reporter_api::FluxReportSpec;
 use flux_reporter_report::Outcome;
@@ -46,6 +55,12 @@ pub struct MetricsConfig {
     /// Object label keys copied onto `flux_resource_info` as `label_<key>`,
     /// in the order of `ResourceRow::extra`.
     pub propagate_labels: Vec<String>,
+    /// The Flux namespace (`--namespace`): `exported_namespace` of the
+    /// report series.
+    pub namespace: String,
+    /// `--reporting-interval`: `flux_report_interval_seconds` until
+    /// [`Metrics::set_interval`] says otherwise.
+    pub interval: Duration,
 }
 
 /// The metric set, shared by the report loop (`publish`) and the HTTP
@@ -56,6 +71,9 @@ pub struct Metrics {
     published: Arc<Published>,
     /// Serialises publishers, so none builds on a snapshot another replaces.
     publishing: Mutex<()>,
+    /// The reporting interval in effect, in milliseconds: published with
+    /// the next run.
+    interval_ms: AtomicU64,
 }
 
 type BuildInfoLabels = [(&'static str, String); 3];
@@ -81,13 +99,25 @@ impl Metrics {
         let published = Arc::new(Published::new(
             config.legacy,
             rows::label_names(&config.propagate_labels),
+            config.namespace,
         ));
         registry.register_collector(Box::new(published.clone()));
-        Metrics {
+        let metrics = Metrics {
             registry,
             published,
             publishing: Mutex::new(()),
-        }
+            interval_ms: AtomicU64::new(0),
+        };
+        metrics.set_interval(config.interval);
+        metrics
+    }
+
+    /// The reporting interval the loop runs with (`--reporting-interval`,
+    /// or the FluxReport's `reconcileEvery`), exported from the next
+    /// publish on as `flux_report_interval_seconds`.
+    pub fn set_interval(&self, interval: Duration) {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.interval_ms.store(ms, Ordering::Relaxed);
     }
 
     /// After each report run. `spec` is the published spec (last good values
@@ -106,7 +136,8 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let previous = self.published.load();
-        let next = Snapshot::next(previous.as_deref(), outcome, spec, now);
+        let interval = self.interval_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let next = Snapshot::next(previous.as_deref(), outcome, spec, now, interval);
         // Scrapes that took `previous` finish with it; it is freed after.
         drop(previous);
         self.published.store(next);

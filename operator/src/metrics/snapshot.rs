@@ -43,6 +43,8 @@ pub(super) struct Snapshot {
     durations: Durations,
     last_success: Option<f64>,
     last_run: f64,
+    /// The reporting interval of this run, in seconds.
+    interval: f64,
     objects: u64,
     malformed: u64,
 }
@@ -77,6 +79,7 @@ impl Snapshot {
         outcome: &Outcome,
         spec: &FluxReportSpec,
         now: f64,
+        interval: f64,
     ) -> Snapshot {
         let mut interner = Interner::default();
 
@@ -163,6 +166,7 @@ impl Snapshot {
             durations,
             last_success,
             last_run: now,
+            interval,
             objects: outcome.objects as u64,
             malformed: outcome.malformed_total as u64,
         }
@@ -178,14 +182,17 @@ pub(super) struct Published {
     legacy: bool,
     /// `label_<key>` per propagated key.
     label_names: Vec<String>,
+    /// The Flux namespace: `exported_namespace` of the report series.
+    namespace: String,
 }
 
 impl Published {
-    pub(super) fn new(legacy: bool, label_names: Vec<String>) -> Self {
+    pub(super) fn new(legacy: bool, label_names: Vec<String>, namespace: String) -> Self {
         Published {
             current: RwLock::new(None),
             legacy,
             label_names,
+            namespace,
         }
     }
 
@@ -245,7 +252,7 @@ impl Collector for Published {
             }
         }
 
-        report_series(&mut e, &s)?;
+        report_series(&mut e, &s, &self.namespace)?;
         if self.legacy {
             legacy_series(&mut e, &s)?;
         }
@@ -253,7 +260,10 @@ impl Collector for Published {
     }
 }
 
-fn report_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
+/// The report's own series. Those the alerts aggregate by namespace carry
+/// `ns`, the Flux namespace, as `exported_namespace`.
+fn report_series(e: &mut DescriptorEncoder, s: &Snapshot, ns: &str) -> fmt::Result {
+    let flux_ns = [("exported_namespace", ns)];
     if !s.reconcilers.is_empty() {
         let mut m = e.encode_descriptor(
             "flux_report_reconcilers",
@@ -289,7 +299,7 @@ fn report_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
             MetricType::Gauge,
         )?;
         for (name, ready) in &s.components {
-            m.encode_family(&[("name", name.as_str())])?
+            m.encode_family(&[("name", name.as_str()), flux_ns[0]])?
                 .encode_gauge(&i64::from(*ready))?;
         }
     }
@@ -301,7 +311,7 @@ fn report_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
             None,
             MetricType::Gauge,
         )?
-        .encode_family(&[("id", id.as_str())])?
+        .encode_family(&[("id", id.as_str()), flux_ns[0]])?
         .encode_gauge(&i64::from(*ready))?;
     }
 
@@ -337,6 +347,7 @@ fn report_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
             None,
             MetricType::Gauge,
         )?
+        .encode_family(&flux_ns)?
         .encode_gauge(&ts)?;
     }
     e.encode_descriptor(
@@ -345,7 +356,16 @@ fn report_series(e: &mut DescriptorEncoder, s: &Snapshot) -> fmt::Result {
         None,
         MetricType::Gauge,
     )?
+    .encode_family(&flux_ns)?
     .encode_gauge(&s.last_run)?;
+    e.encode_descriptor(
+        "flux_report_interval_seconds",
+        "The interval between report runs in seconds (--reporting-interval, or the FluxReport's reconcileEvery annotation).",
+        None,
+        MetricType::Gauge,
+    )?
+    .encode_family(&flux_ns)?
+    .encode_gauge(&s.interval)?;
     e.encode_descriptor(
         "flux_report_objects",
         "Flux objects read by the last report run.",
@@ -435,7 +455,7 @@ mod tests {
     }
 
     fn next(previous: Option<&Snapshot>, o: &Outcome) -> Snapshot {
-        Snapshot::next(previous, o, &FluxReportSpec::default(), 0.0)
+        Snapshot::next(previous, o, &FluxReportSpec::default(), 0.0, 300.0)
     }
 
     #[test]

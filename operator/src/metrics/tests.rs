@@ -88,6 +88,8 @@ fn metrics(legacy: bool, labels: &[&str]) -> Metrics {
     Metrics::new(MetricsConfig {
         legacy,
         propagate_labels: labels.iter().map(|s| s.to_string()).collect(),
+        namespace: "flux-system".into(),
+        interval: Duration::from_secs(300),
     })
 }
 
@@ -495,7 +497,7 @@ fn last_success_timestamp_only_after_a_clean_run() {
     assert!(!text.contains("flux_report_last_success_timestamp_seconds"));
     assert_eq!(
         samples(&text, "flux_report_last_run_timestamp_seconds"),
-        ["flux_report_last_run_timestamp_seconds 1000.5"]
+        ["flux_report_last_run_timestamp_seconds{exported_namespace=\"flux-system\"} 1000.5"]
     );
 
     m.publish_at(&outcome(&[]), &spec, 2000.0);
@@ -503,11 +505,75 @@ fn last_success_timestamp_only_after_a_clean_run() {
     let text = m.render();
     assert_eq!(
         samples(&text, "flux_report_last_success_timestamp_seconds"),
-        ["flux_report_last_success_timestamp_seconds 2000.0"]
+        ["flux_report_last_success_timestamp_seconds{exported_namespace=\"flux-system\"} 2000.0"]
     );
     assert_eq!(
         samples(&text, "flux_report_last_run_timestamp_seconds"),
-        ["flux_report_last_run_timestamp_seconds 3000.0"]
+        ["flux_report_last_run_timestamp_seconds{exported_namespace=\"flux-system\"} 3000.0"]
+    );
+}
+
+/// The series the alerts aggregate name the Flux namespace themselves, and the
+/// interval is the one in effect at each publish (a FluxReport's
+/// `reconcileEvery` changes it).
+#[test]
+fn report_series_carry_the_flux_namespace_and_the_interval() {
+    let m = Metrics::new(MetricsConfig {
+        namespace: "flux-prod".into(),
+        interval: Duration::from_secs(300),
+        ..MetricsConfig::default()
+    });
+    let spec = FluxReportSpec {
+        components: vec![FluxComponentStatus {
+            name: "source-watcher".into(),
+            ready: false,
+            ..Default::default()
+        }],
+        sync: Some(FluxSyncStatus {
+            id: "kustomization/flux-prod".into(),
+            ready: false,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    m.publish_at(&outcome(&[]), &spec, 1000.0);
+    let text = m.render();
+    assert_eq!(
+        samples(&text, "flux_report_interval_seconds"),
+        ["flux_report_interval_seconds{exported_namespace=\"flux-prod\"} 300.0"]
+    );
+    for series in [
+        "flux_report_component_ready",
+        "flux_report_sync_ready",
+        "flux_report_interval_seconds",
+        "flux_report_last_run_timestamp_seconds",
+        "flux_report_last_success_timestamp_seconds",
+    ] {
+        let lines = samples(&text, series);
+        assert_eq!(lines.len(), 1, "{series}: {lines:?}");
+        assert_eq!(
+            label(lines[0], "exported_namespace"),
+            "flux-prod",
+            "{series}"
+        );
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("# TYPE flux_report_interval_seconds "))
+            .collect::<Vec<_>>(),
+        ["# TYPE flux_report_interval_seconds gauge"]
+    );
+
+    // Taken at the next publish, not before.
+    m.set_interval(Duration::from_secs(3600));
+    assert!(
+        m.render()
+            .contains("flux_report_interval_seconds{exported_namespace=\"flux-prod\"} 300.0")
+    );
+    m.publish_at(&outcome(&[]), &spec, 2000.0);
+    assert_eq!(
+        samples(&m.render(), "flux_report_interval_seconds"),
+        ["flux_report_interval_seconds{exported_namespace=\"flux-prod\"} 3600.0"]
     );
 }
 
@@ -568,13 +634,15 @@ fn report_gauges_follow_the_published_spec() {
     assert_eq!(
         samples(&text, "flux_report_component_ready"),
         [
-            "flux_report_component_ready{name=\"source-controller\"} 1",
-            "flux_report_component_ready{name=\"helm-controller\"} 0",
+            "flux_report_component_ready{name=\"source-controller\",exported_namespace=\"flux-system\"} 1",
+            "flux_report_component_ready{name=\"helm-controller\",exported_namespace=\"flux-system\"} 0",
         ]
     );
     assert_eq!(
         samples(&text, "flux_report_sync_ready"),
-        ["flux_report_sync_ready{id=\"kustomization/flux-system\"} 1"]
+        [
+            "flux_report_sync_ready{id=\"kustomization/flux-system\",exported_namespace=\"flux-system\"} 1"
+        ]
     );
     assert_eq!(
         samples(&text, "flux_report_objects"),
