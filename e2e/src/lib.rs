@@ -3,6 +3,7 @@
 //! that records POSTs, and the end-to-end tests built on them.
 
 pub mod apiserver;
+pub mod envtest;
 pub mod fixtures;
 pub mod mute_proxy;
 pub mod receiver;

@@ -54,7 +54,7 @@ impl Env {
         );
         let mut role = rbac.cluster_role.clone();
         for rule in role["rules"].as_array_mut().into_iter().flatten() {
-            if let Some(resources) = rule["resources"].as_array_mut() {
+            if let Some(resources) = rule.get_mut("resources").and_then(Value::as_array_mut) {
                 resources.retain(|r| r != "helmrepositories");
             }
         }
@@ -170,7 +170,10 @@ impl Env {
                     );
                     doc["roleRef"]["name"] = json!(name);
                 }
-                for s in doc["subjects"].as_array_mut().into_iter().flatten() {
+                // `get_mut`, not `doc["subjects"]`: indexing a JSON object mutably inserts a
+                // null, which a real API server refuses on a ServiceAccount (not in its schema).
+                let subjects = doc.get_mut("subjects").and_then(Value::as_array_mut);
+                for s in subjects.into_iter().flatten() {
                     if s["kind"] == "ServiceAccount" {
                         s["namespace"] = json!(self.ns);
                     }
