@@ -2,8 +2,9 @@
 # A real Kubernetes API server (etcd + kube-apiserver from KUBEBUILDER_ASSETS, the envtest
 # convention; e2e/src/envtest.rs) for the test suite and for people:
 #
-#   eval "$(hack/envtest.sh start)"   # a throwaway cluster with the CRDs: exports KUBECONFIG
-#                                     # and E2E_KUBECONFIG (the tests' cluster)
+#   eval "$(hack/envtest.sh start)"   # a throwaway cluster with the CRDs: exports KUBECONFIG,
+#                                     # E2E_KUBECONFIG (the tests' cluster) and
+#                                     # E2E_DEPLOYMENT_CONTROLLER=0
 #   hack/envtest.sh stop
 #
 # KUBEBUILDER_ASSETS names a directory holding kube-apiserver, etcd and kubectl, as
@@ -34,7 +35,8 @@ start)
     -f config/crd/bases -f e2e/tests/fixtures/flux-crds.yaml >/dev/null
   KUBECONFIG=$kubeconfig "$KUBEBUILDER_ASSETS/kubectl" wait --for condition=established \
     --timeout=60s crd --all >/dev/null
-  echo "export KUBECONFIG=$kubeconfig E2E_KUBECONFIG=$kubeconfig"
+  # An API server alone: nothing writes Deployment status (the e2e harness does, see e2e/README.md).
+  echo "export KUBECONFIG=$kubeconfig E2E_KUBECONFIG=$kubeconfig E2E_DEPLOYMENT_CONTROLLER=0"
   ;;
 stop)
   bin=${CARGO_TARGET_DIR:-target}/debug/envtest

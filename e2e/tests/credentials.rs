@@ -11,7 +11,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::env::real_cluster;
 use common::prom::http_get;
 use common::{Env, OperatorOpts, ensure, eventually};
 use serde_json::{Value, json};
@@ -84,7 +83,7 @@ async fn credentials_in_source_urls_never_leave_flux_reporter() {
     let op = &op;
     let report = eventually(
         "the failing sync reported",
-        Duration::from_secs(if env.real { 60 } else { 15 }),
+        Duration::from_secs(60),
         || async move {
             op.assert_alive();
             let r = env.report().await.ok_or("no FluxReport")?;
@@ -127,7 +126,7 @@ async fn credentials_in_source_urls_never_leave_flux_reporter() {
     assert_clean("the operator log", &op.log_text());
 
     // The one-shot commands read the same objects.
-    let kubeconfig = real_cluster().unwrap_or_else(|| env.dir.join("kubeconfig"));
+    let kubeconfig = env.kubeconfig.clone();
     for args in [vec!["check"], vec!["report", "-o", "json"]] {
         let out = tokio::task::spawn_blocking({
             let kubeconfig = kubeconfig.clone();

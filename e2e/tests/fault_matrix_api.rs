@@ -350,7 +350,7 @@ async fn fault_409_conflict_on_the_report_write() {
     )
     .await;
     let env = &row.env;
-    row.recovered_with(end, |r| check_reconcilers(env, r, &expected))
+    row.recovered_with(end, |r| check_reconcilers(r, &expected))
         .await;
     let failed = row.logged("report run failed");
     assert_eq!(failed.len(), 1, "{failed:#?}");

@@ -199,24 +199,20 @@ fn incomplete_runs(op: &Operator) -> Vec<Value> {
 
 async fn wait_complete_report(env: &Env, op: &Operator, after: Option<&str>) -> Value {
     let after = after.map(str::to_string);
-    eventually(
-        "a complete report written",
-        Duration::from_secs(if env.real { 60 } else { 20 }),
-        || {
-            let after = after.clone();
-            async move {
-                op.assert_alive();
-                let r = env.report().await.ok_or("no FluxReport")?;
-                let ready = ready_of(&r);
-                ensure(ready["status"] == "True", || format!("Ready {ready}"))?;
-                let at = ready["lastTransitionTime"].as_str().unwrap_or_default();
-                ensure(after.as_deref().is_none_or(|a| at > a), || {
-                    format!("Ready from {at}, before {after:?}")
-                })?;
-                Ok(r)
-            }
-        },
-    )
+    eventually("a complete report written", Duration::from_secs(60), || {
+        let after = after.clone();
+        async move {
+            op.assert_alive();
+            let r = env.report().await.ok_or("no FluxReport")?;
+            let ready = ready_of(&r);
+            ensure(ready["status"] == "True", || format!("Ready {ready}"))?;
+            let at = ready["lastTransitionTime"].as_str().unwrap_or_default();
+            ensure(after.as_deref().is_none_or(|a| at > a), || {
+                format!("Ready from {at}, before {after:?}")
+            })?;
+            Ok(r)
+        }
+    })
     .await
 }
 

@@ -29,10 +29,8 @@ async fn report_is_written_and_refreshed() {
     assert_eq!(code, 200, "/readyz after a report: {body}");
 
     let distribution = env.expected_distribution().await;
-    if !env.real {
-        assert_eq!(distribution["version"], FIXTURE_FLUX_VERSION);
-        assert_eq!(distribution["managedBy"], "flux bootstrap");
-    }
+    assert_eq!(distribution["version"], FIXTURE_FLUX_VERSION);
+    assert_eq!(distribution["managedBy"], "flux bootstrap");
     assert_eq!(spec["distribution"], distribution);
 
     let names: Vec<&str> = spec["components"]
@@ -113,7 +111,7 @@ async fn report_is_written_and_refreshed() {
         soon(&env),
         |r| {
             check_ready(r, "True", "Succeeded")?;
-            check_reconcilers(&env, r, &expected)
+            check_reconcilers(r, &expected)
         },
     )
     .await;
@@ -159,7 +157,7 @@ async fn requested_at_is_handled_and_acknowledged() {
         .await;
     // Acknowledged once the run the request caused was written: that run saw the new object.
     let expected = expected_reconcilers(&env, &one_more("GitRepository")).await;
-    check_reconcilers(&env, &report, &expected)
+    check_reconcilers(&report, &expected)
         .unwrap_or_else(|e| panic!("the acknowledged report: {e}"));
     check_ready(&report, "True", "Succeeded").unwrap();
     assert_eq!(
@@ -203,7 +201,7 @@ async fn deletion_recreates_the_report() {
                 "still the old object".into()
             })?;
             check_ready(r, "True", "Succeeded")?;
-            check_reconcilers(&env, r, &expected)
+            check_reconcilers(r, &expected)
         })
         .await;
     assert_eq!(second["spec"]["distribution"]["status"], "Installed");
@@ -259,21 +257,20 @@ async fn disabled_pauses_reporting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_kind_gives_ready_false_with_the_others_intact() {
     let env = Env::with_flux("forbidden_kind_gives_ready_false_with_the_others_intact").await;
-    // On a real cluster the 403 comes from RBAC: the operator runs as the project's
-    // ServiceAccount, and the test takes helmrepositories out of its ClusterRole.
+    // The 403 comes from RBAC: the operator runs as the project's ServiceAccount, and the test
+    // takes helmrepositories out of its ClusterRole.
     let mut opts = OperatorOpts::every("1s");
     opts.project_rbac = Some(true);
     let _op = env.start_operator(opts).await;
     let clean = wait_full_report(&env, &[]).await;
     let helm_before = reconciler(&clean, "HelmRepository").unwrap().clone();
 
-    // Computed first: on the double the fault forbids the harness's own list too.
     let expected: Vec<_> = expected_reconcilers(&env, &one_more("GitRepository"))
         .await
         .into_iter()
         .filter(|(_, k, _)| k != "HelmRepository")
         .collect();
-    env.forbid_helm_repositories().await;
+    let forbidden = env.forbid_helm_repositories().await;
     // Change the world: the other kinds must follow it, HelmRepository must not.
     env.add_git_repository("while-forbidden", 0).await;
     env.add_helm_repository("while-forbidden").await;
@@ -315,7 +312,7 @@ async fn forbidden_kind_gives_ready_false_with_the_others_intact() {
     );
 
     // Allowed again: complete, with the HelmRepository added meanwhile.
-    env.allow_helm_repositories().await;
+    env.allow_helm_repositories(forbidden).await;
     wait_full_report(
         &env,
         &[

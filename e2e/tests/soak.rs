@@ -527,7 +527,7 @@ fn check_report(
     check_ready(report, "True", "Succeeded")?;
     let mut errors = Vec::new();
     for reconcilers in accepted {
-        match check_reconcilers(env, report, reconcilers) {
+        match check_reconcilers(report, reconcilers) {
             Ok(()) => break,
             Err(e) => errors.push(e),
         }

@@ -32,9 +32,11 @@ pub struct OperatorOpts {
     pub leader_elect: bool,
     /// `POD_NAME` (the event reporting instance and the base of the lease identity).
     pub pod_name: String,
-    /// Run under the project's own RBAC (`config/rbac`, a ServiceAccount token) on a real
-    /// cluster. Default: `E2E_RBAC=1`. Ignored on the double, which authorizes everything.
+    /// Run under the project's own RBAC (`config/rbac`, a ServiceAccount token). Default:
+    /// `E2E_RBAC=1`.
     pub project_rbac: Option<bool>,
+    /// Reach the API server through the test's fault-injecting proxy (`Env::proxy`).
+    pub through_proxy: bool,
     /// Directories under `config/` whose RBAC objects are applied beside `config/rbac` when the
     /// operator runs under the project RBAC (e.g. `metrics-secure`).
     pub rbac_components: Vec<&'static str>,
@@ -49,6 +51,7 @@ impl OperatorOpts {
             leader_elect: false,
             pod_name: "flux-reporter-e2e".into(),
             project_rbac: None,
+            through_proxy: false,
             rbac_components: Vec::new(),
             args: Vec::new(),
         }
@@ -58,6 +61,12 @@ impl OperatorOpts {
     pub fn arg(mut self, flag: &str, value: &str) -> OperatorOpts {
         self.args.push(flag.to_string());
         self.args.push(value.to_string());
+        self
+    }
+
+    /// Through the test's fault-injecting proxy.
+    pub fn through_proxy(mut self) -> OperatorOpts {
+        self.through_proxy = true;
         self
     }
 

@@ -27,10 +27,9 @@ impl Env {
     /// Deletes what the test created, object by object: every namespaced object that discovery
     /// says can be listed and deleted (Flux objects, FluxInstance and FluxReport, Deployments,
     /// events, leases, RBAC...), finalizers removed first, then the cluster-scoped objects, then
-    /// the namespace, which is not waited for. An API server without a controller-manager keeps
-    /// a deleted namespace `Terminating` forever (its `kubernetes` finalizer is the namespace
-    /// controller's); what matters to the next test, the Flux objects, is gone before this
-    /// returns. Also run on drop, so a failed test cleans up too.
+    /// the namespace, finalized as the namespace controller would (an API server alone keeps a
+    /// deleted namespace `Terminating` forever: its `kubernetes` finalizer is that
+    /// controller's). Also run on drop, so a failed test cleans up too.
     pub async fn cleanup(&self) -> Cleanup {
         let cluster_objects = std::mem::take(&mut *lock(&self.cluster_objects));
         clean(&self.client, &self.ns, cluster_objects).await
@@ -38,13 +37,10 @@ impl Env {
 }
 
 impl Drop for Env {
-    /// [`Env::cleanup`] on its own thread and runtime (Drop cannot await; the double keeps
-    /// serving on the test's runtime), bounded in time so a broken cluster cannot hang the run.
+    /// [`Env::cleanup`] on its own thread and runtime (Drop cannot await), straight to the
+    /// server (not through the test's proxy and its faults), bounded in time so a broken
+    /// cluster cannot hang the run.
     fn drop(&mut self) {
-        if let Some(double) = &self.double {
-            // Faults the test left would fail or stall the cleanup's own requests.
-            double.faults().clear();
-        }
         let kubeconfig = self.kubeconfig.clone();
         let ns = self.ns.clone();
         let cluster_objects = std::mem::take(&mut *lock(&self.cluster_objects));
@@ -118,7 +114,27 @@ async fn clean(client: &Client, ns: &str, cluster_objects: Vec<(ApiResource, Str
     {
         out.problems.push(format!("delete namespace {ns}: {e}"));
     }
+    if let Err(e) = finalize(&namespaces, ns).await {
+        out.problems.push(format!("finalize namespace {ns}: {e}"));
+    }
     out
+}
+
+/// The namespace controller's last step, which an API server alone never takes: with the
+/// namespace empty, `PUT .../finalize` with no finalizers lets the server remove it. On a
+/// cluster with a namespace controller this only does sooner what it would do.
+async fn finalize(namespaces: &Api<DynamicObject>, ns: &str) -> Result<(), kube::Error> {
+    let Some(mut namespace) = namespaces.get_opt(ns).await? else {
+        return Ok(());
+    };
+    namespace.data["spec"] = json!({"finalizers": []});
+    match namespaces
+        .replace_subresource("finalize", ns, &Default::default(), &namespace)
+        .await
+    {
+        Err(e) if !not_found(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Every namespaced resource (preferred version of each group) that can be listed and deleted.

@@ -19,25 +19,21 @@ const PROBE_WAIT: Duration = Duration::from_secs(5);
 const PROBE_NAME: &str = "e2e-deployment-controller-probe";
 
 impl Env {
-    /// Does a controller write the status of Deployments here? Never on the double; on a real
-    /// cluster, [`DEPLOYMENT_CONTROLLER_VAR`] or else [`Env::probe_deployment_controller`].
-    /// Decided once per test.
+    /// Does a controller write the status of Deployments here? [`DEPLOYMENT_CONTROLLER_VAR`]
+    /// (`hack/envtest.sh` sets it to 0: an API server alone has none), or else
+    /// [`Env::probe_deployment_controller`]. Decided once per test.
     pub async fn deployment_controller(&self) -> bool {
         if let Some(known) = self.controllers.get() {
             return *known;
         }
-        let found = if !self.real {
-            false
-        } else {
-            match std::env::var(DEPLOYMENT_CONTROLLER_VAR).ok().as_deref() {
-                None | Some("") => self.probe_deployment_controller().await,
-                Some("1") | Some("true") => true,
-                Some("0") | Some("false") => false,
-                Some(other) => panic!(
-                    "{DEPLOYMENT_CONTROLLER_VAR}={other:?}: want 1 (a controller writes Deployment \
-                     status) or 0 (none does), or leave it unset to detect"
-                ),
-            }
+        let found = match std::env::var(DEPLOYMENT_CONTROLLER_VAR).ok().as_deref() {
+            None | Some("") => self.probe_deployment_controller().await,
+            Some("1") | Some("true") => true,
+            Some("0") | Some("false") => false,
+            Some(other) => panic!(
+                "{DEPLOYMENT_CONTROLLER_VAR}={other:?}: want 1 (a controller writes Deployment \
+                 status) or 0 (none does), or leave it unset to detect"
+            ),
         };
         *self.controllers.get_or_init(|| found)
     }

@@ -38,7 +38,7 @@ impl Env {
 }
 
 /// Writes a kubeconfig for the current cluster of `admin` that authenticates with `token`.
-pub(super) fn write_token_kubeconfig(admin: &Path, out: &Path, token: &str, namespace: &str) {
+pub fn write_token_kubeconfig(admin: &Path, out: &Path, token: &str, namespace: &str) {
     let text =
         std::fs::read_to_string(admin).unwrap_or_else(|e| panic!("read {}: {e}", admin.display()));
     let config: Value =

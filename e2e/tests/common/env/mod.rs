@@ -1,15 +1,15 @@
-//! One test's world: a Kubernetes API (a fresh API server double, or the real cluster of
-//! `E2E_KUBECONFIG`), a fresh namespace that plays the Flux namespace, the CRDs, the Flux
-//! controller Deployments, the Flux objects and the FluxInstance.
+//! One test's world: the real API server of `E2E_KUBECONFIG` (the envtest server that
+//! `hack/envtest.sh` starts, or any throwaway cluster), a fresh namespace that plays the Flux
+//! namespace, the CRDs, the Flux controller Deployments, the Flux objects and the FluxInstance;
+//! and, on demand, a fault-injecting proxy in front of the server ([`Env::proxy`]).
 //!
-//! The same code runs in both environments; the few places that must differ are single
-//! functions: who writes a Deployment's status (`deployments.rs`: a controller where the
-//! cluster has one, else the harness), how a kind becomes forbidden and the operator's
+//! The few places where clusters differ are single functions: who writes a Deployment's status
+//! (`deployments.rs`: a controller where the cluster has one, else the harness), the operator's
 //! credentials (`rbac.rs`), and the cleanup (`cleanup.rs`: object by object, so that a cluster
-//! without a namespace controller is left clean too). On a real cluster the tests take a lock
-//! per kubeconfig, so they run one at a time: the report counts Flux objects in every
-//! namespace, and two tests' objects must not mix. The cluster must not run Flux controllers
-//! (they would reconcile the fixtures).
+//! without a namespace controller is left clean too). The tests take a lock per kubeconfig, so
+//! they run one at a time: the report counts Flux objects in every namespace, and two tests'
+//! objects must not mix. The cluster must not run Flux controllers (they would reconcile the
+//! fixtures).
 
 mod cleanup;
 mod deployments;
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use flux_reporter_e2e::apiserver::{ApiServer, FaultId};
+use flux_reporter_e2e::Proxy;
 use kube::Client;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
@@ -37,6 +37,7 @@ use rbac::Rbac;
 pub use cleanup::Cleanup;
 pub use deployments::DEPLOYMENT_CONTROLLER_VAR;
 pub use flux::{RESOURCE_INFO_LABELS, Stats};
+pub use kubeconfig::write_token_kubeconfig;
 
 /// Field manager of everything the harness writes.
 pub const FIELD_MANAGER: &str = "flux-reporter-e2e";
@@ -66,11 +67,19 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Is `E2E_KUBECONFIG` set (a real cluster)?
-pub fn real_cluster() -> Option<PathBuf> {
+/// The cluster of the tests: `E2E_KUBECONFIG`, an admin kubeconfig. A test without one fails
+/// saying how to get one: there is no fallback.
+pub fn cluster_kubeconfig() -> PathBuf {
     std::env::var_os("E2E_KUBECONFIG")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "E2E_KUBECONFIG is not set: the e2e tests need a real API server. Start one with \
+                 `eval \"$(hack/envtest.sh start)\"` (KUBEBUILDER_ASSETS names kube-apiserver, \
+                 etcd and kubectl: setup-envtest use 1.36.x -p path), or run hack/test.sh"
+            )
+        })
 }
 
 /// Is `E2E_RBAC=1`?
@@ -127,66 +136,38 @@ pub struct Env {
     /// The test's namespace: the Flux namespace the operator runs for.
     pub ns: String,
     pub client: Client,
-    /// A real cluster (`E2E_KUBECONFIG`), not the double.
-    pub real: bool,
     /// A directory for kubeconfigs and operator logs.
     pub dir: PathBuf,
-    kubeconfig: PathBuf,
+    /// The admin kubeconfig (`E2E_KUBECONFIG`).
+    pub kubeconfig: PathBuf,
     rbac: tokio::sync::Mutex<Option<Rbac>>,
     /// Cluster-scoped objects this test created (RBAC), deleted at the end.
     cluster_objects: Mutex<Vec<(ApiResource, String)>>,
-    faults: Mutex<Vec<FaultId>>,
-    double: Option<ApiServer>,
+    proxy: tokio::sync::OnceCell<Proxy>,
     /// Does a controller write Deployment status here? Known once the Flux Deployments are
     /// about to be installed ([`Env::deployment_controller`]).
     controllers: OnceLock<bool>,
-    _lock: Option<ClusterLock>,
+    _lock: ClusterLock,
 }
 
 impl Env {
     /// A fresh environment for `test`: the API, the CRDs and an empty namespace.
     pub async fn new(test: &str) -> Env {
-        Env::create(test, real_cluster()).await
-    }
-
-    /// [`Env::new`] on the double whatever `E2E_KUBECONFIG` says: for tests of the harness
-    /// that need the double's faults or request log.
-    pub async fn on_double(test: &str) -> Env {
-        Env::create(test, None).await
-    }
-
-    async fn create(test: &str, real: Option<PathBuf>) -> Env {
+        let kubeconfig = cluster_kubeconfig();
         let short: String = test.replace('_', "-").chars().take(40).collect();
         let ns = format!("e2e-{}-{}", short.trim_end_matches('-'), random_hex(6));
         let dir = std::env::temp_dir().join(format!("flux-reporter-{ns}"));
         std::fs::create_dir_all(&dir).expect("create the test directory");
-        let (real, kubeconfig, double, lock) = match real {
-            Some(kubeconfig) => {
-                let lock = ClusterLock::acquire(&kubeconfig).await;
-                (true, kubeconfig, None, Some(lock))
-            }
-            None => {
-                let server = ApiServer::start()
-                    .await
-                    .expect("start the API server double");
-                let kubeconfig = dir.join("kubeconfig");
-                server
-                    .write_kubeconfig(&kubeconfig)
-                    .expect("write the kubeconfig");
-                (false, kubeconfig, Some(server), None)
-            }
-        };
+        let lock = ClusterLock::acquire(&kubeconfig).await;
         let client = client_from(&kubeconfig).await;
         let env = Env {
             ns,
             client,
-            real,
             dir,
             kubeconfig,
             rbac: tokio::sync::Mutex::new(None),
             cluster_objects: Mutex::new(Vec::new()),
-            faults: Mutex::new(Vec::new()),
-            double,
+            proxy: tokio::sync::OnceCell::new(),
             controllers: OnceLock::new(),
             _lock: lock,
         };
@@ -208,9 +189,31 @@ impl Env {
         env
     }
 
-    /// The API server double, when the test runs on it.
-    pub fn double(&self) -> Option<&ApiServer> {
-        self.double.as_ref()
+    /// The fault-injecting proxy in front of the API server, started on first use. Operators
+    /// started with [`OperatorOpts::through_proxy`](super::OperatorOpts::through_proxy) reach
+    /// the server through it; [`Env::proxied_kubeconfig`] gives other clients the way in.
+    pub async fn proxy(&self) -> &Proxy {
+        self.proxy
+            .get_or_init(|| async {
+                Proxy::start(&self.kubeconfig)
+                    .await
+                    .unwrap_or_else(|e| panic!("start the proxy: {e}"))
+            })
+            .await
+    }
+
+    /// A copy of `kubeconfig` (its user kept) that reaches the server through [`Env::proxy`].
+    pub async fn proxied_kubeconfig(&self, kubeconfig: &Path) -> PathBuf {
+        let proxy = self.proxy().await;
+        let name = kubeconfig
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "kubeconfig".into());
+        let out = self.dir.join(format!("{name}-via-proxy"));
+        proxy
+            .kubeconfig(kubeconfig, &out)
+            .unwrap_or_else(|e| panic!("write {}: {e}", out.display()));
+        out
     }
 
     fn vars(&self) -> Vec<(&'static str, String)> {

@@ -1,11 +1,10 @@
-//! The operator's credentials: the admin kubeconfig, or on a real cluster the project RBAC
-//! (`config/rbac`) with a ServiceAccount token; and forbidding a kind, by a fault on the double or
-//! by RBAC on a real cluster.
+//! The operator's credentials: the admin kubeconfig, or the project RBAC (`config/rbac`) with a
+//! ServiceAccount token; directly or through the test's proxy; and forbidding a kind, by RBAC
+//! when the operator runs under the project RBAC, else by a 403 from the proxy.
 
 use std::path::PathBuf;
 
-use flux_reporter_e2e::MuteProxy;
-use flux_reporter_e2e::apiserver::Fault;
+use flux_reporter_e2e::{Fault, FaultId, MuteProxy};
 use serde_json::{Value, json};
 
 use super::kubeconfig::{write_proxied_kubeconfig, write_token_kubeconfig};
@@ -23,35 +22,34 @@ const RBAC_KINDS: &[&str] = &[
     "RoleBinding",
 ];
 
-/// The project RBAC applied for this test (real cluster only).
+/// The project RBAC applied for this test.
 pub(super) struct Rbac {
     pub(super) kubeconfig: PathBuf,
     pub(super) cluster_role: Value,
 }
 
 impl Env {
-    /// Makes listing HelmRepositories fail with 403 for the operator: a fault on the double; on a
-    /// real cluster, the project ClusterRole without `helmrepositories` (the operator must run
-    /// with the project RBAC: [`OperatorOpts::project_rbac`]).
-    pub async fn forbid_helm_repositories(&self) {
-        if let Some(double) = &self.double {
+    /// Makes listing HelmRepositories fail with 403 for the operator: by RBAC (the project
+    /// ClusterRole without `helmrepositories`) when it runs under the project RBAC, else by the
+    /// proxy (the operator must then run [`OperatorOpts::through_proxy`]), with the message the
+    /// RBAC authorizer gives.
+    pub async fn forbid_helm_repositories(&self) -> Option<FaultId> {
+        let rbac = self.rbac.lock().await;
+        let Some(rbac) = rbac.as_ref() else {
             let message = format!(
                 "helmrepositories.source.toolkit.fluxcd.io is forbidden: User \"system:serviceaccount:{}:flux-reporter\" cannot list resource \"helmrepositories\" in API group \"source.toolkit.fluxcd.io\" at the cluster scope",
                 self.ns
             );
-            let id = double.faults().inject(
-                Fault::status(403)
-                    .method("GET")
-                    .path_prefix(HELM_REPOSITORIES)
-                    .message(&message),
+            let proxy = self.proxy().await;
+            return Some(
+                proxy.faults().inject(
+                    Fault::status(403)
+                        .method("GET")
+                        .path_prefix(HELM_REPOSITORIES)
+                        .message(&message),
+                ),
             );
-            lock(&self.faults).push(id);
-            return;
-        }
-        let rbac = self.rbac.lock().await;
-        let rbac = rbac.as_ref().expect(
-            "forbid_helm_repositories on a real cluster needs the operator under the project RBAC",
-        );
+        };
         let mut role = rbac.cluster_role.clone();
         for rule in role["rules"].as_array_mut().into_iter().flatten() {
             if let Some(resources) = rule.get_mut("resources").and_then(Value::as_array_mut) {
@@ -59,14 +57,13 @@ impl Env {
             }
         }
         self.apply(role).await;
+        None
     }
 
     /// Undoes [`Env::forbid_helm_repositories`].
-    pub async fn allow_helm_repositories(&self) {
-        if let Some(double) = &self.double {
-            for id in lock(&self.faults).drain(..) {
-                double.faults().remove(id);
-            }
+    pub async fn allow_helm_repositories(&self, fault: Option<FaultId>) {
+        if let Some(id) = fault {
+            self.proxy().await.faults().remove(id);
             return;
         }
         let role = self
@@ -80,26 +77,34 @@ impl Env {
         }
     }
 
-    /// Starts a replica of the operator for the namespace. On a real cluster with the project
-    /// RBAC (`E2E_RBAC=1` or `opts.project_rbac`), it runs as the ServiceAccount of
-    /// `config/rbac`, with a token from the TokenRequest API.
-    pub async fn start_operator(&self, opts: OperatorOpts) -> Operator {
-        let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
+    /// The kubeconfig a replica started with `opts` uses: the project RBAC's
+    /// (`E2E_RBAC=1` or `opts.project_rbac`) or the admin's; through the proxy with
+    /// `opts.through_proxy`.
+    async fn operator_kubeconfig(&self, opts: &OperatorOpts) -> PathBuf {
+        let kubeconfig = if opts.project_rbac.unwrap_or_else(rbac_requested) {
             self.project_rbac_kubeconfig(&opts.rbac_components).await
         } else {
             self.kubeconfig.clone()
         };
+        if opts.through_proxy {
+            self.proxied_kubeconfig(&kubeconfig).await
+        } else {
+            kubeconfig
+        }
+    }
+
+    /// Starts a replica of the operator for the namespace. With the project RBAC
+    /// (`E2E_RBAC=1` or `opts.project_rbac`), it runs as the ServiceAccount of `config/rbac`,
+    /// with a token from the TokenRequest API.
+    pub async fn start_operator(&self, opts: OperatorOpts) -> Operator {
+        let kubeconfig = self.operator_kubeconfig(&opts).await;
         Operator::start(&kubeconfig, &self.ns, &self.dir, &opts).await
     }
 
-    /// Starts a replica that reaches the API server through `proxy` (which forwards to
-    /// [`Env::api_upstream`]), with the kubeconfig [`Env::start_operator`] would use.
+    /// Starts a replica that reaches the API server through the TCP proxy `proxy` (which
+    /// forwards to [`Env::api_upstream`]), with the kubeconfig [`Env::start_operator`] would use.
     pub async fn start_operator_through(&self, proxy: &MuteProxy, opts: OperatorOpts) -> Operator {
-        let kubeconfig = if self.real && opts.project_rbac.unwrap_or_else(rbac_requested) {
-            self.project_rbac_kubeconfig(&opts.rbac_components).await
-        } else {
-            self.kubeconfig.clone()
-        };
+        let kubeconfig = self.operator_kubeconfig(&opts).await;
         let through = self
             .dir
             .join(format!("kubeconfig-via-{}", proxy.addr().port()));

@@ -1,20 +1,15 @@
-//! How much serving the double did: requests answered, requests in flight (and the most seen at
-//! once), and the time spent in its handlers. Tests read it to see that a client's requests
-//! overlapped (never to time anything); `hack/bench` reads it to count a report run's API
-//! requests and to tell the double's share of a run's wall time.
+//! What went through the proxy: requests, requests in flight (and the most seen at once), and
+//! the time until their answers' headers. Tests read it to see that a client's requests
+//! overlapped (never to time anything).
 //!
-//! Watches are left out: they stay open for minutes and are not work done per request. A real
-//! kube-apiserver has counterparts on its `/metrics` (`apiserver_request_total`,
-//! `apiserver_current_inflight_requests`, the `_sum` of `apiserver_request_duration_seconds`);
-//! the double serves its figures as JSON on [`SERVING_PATH`] instead, which it does not count.
+//! Watches are left out: they stay open for minutes and are not work done per request. The
+//! real kube-apiserver has counterparts on its `/metrics` (`apiserver_request_total`,
+//! `apiserver_current_inflight_requests`), for all its clients together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
-
-/// Where the double serves [`ServingStats`] as JSON (not a kube-apiserver path).
-pub const SERVING_PATH: &str = "/debug/apiserver-double/serving";
 
 #[derive(Debug, Default)]
 pub(crate) struct Serving {
@@ -25,7 +20,7 @@ pub(crate) struct Serving {
     busy_nanos: AtomicU64,
 }
 
-/// A snapshot of what the double served (watches left out).
+/// A snapshot of what went through the proxy (watches left out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ServingStats {
     /// Requests received, whatever their answer.
@@ -35,11 +30,11 @@ pub struct ServingStats {
     /// Requests being handled right now.
     pub in_flight: u64,
     /// The most requests handled at the same time since the start or the last
-    /// [`crate::ApiServer::reset_peak_in_flight`].
+    /// [`crate::Proxy::reset_peak_in_flight`].
     pub peak_in_flight: u64,
-    /// The handlers' time summed over requests, from reading the request to a response ready to
-    /// write (an injected latency included), in nanoseconds. Requests handled at the same time
-    /// each count their own time.
+    /// The time summed over requests, from reading the request to the answer's headers (an
+    /// injected latency included), in nanoseconds. Requests in flight at the same time each
+    /// count their own time.
     pub busy_nanos: u64,
 }
 

@@ -1,5 +1,5 @@
-//! Fault injection, driven from test code while the server runs: error answers, latency,
-//! expired continue tokens, dropped watches, refused connections, mute requests, compaction.
+//! Fault injection, driven from test code while the proxy runs: error answers, latency,
+//! expired continue tokens, dropped watches, refused connections, mute requests.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
@@ -196,7 +196,7 @@ pub(crate) struct Decision {
     pub status: Option<(u16, Option<String>, Option<u64>)>,
 }
 
-/// The fault injection handle of a running [`ApiServer`](super::ApiServer). Thread-safe.
+/// The fault injection handle of a running [`Proxy`](super::Proxy). Thread-safe.
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     next_id: AtomicU64,
@@ -306,22 +306,8 @@ impl Faults {
         self.watch_generation.subscribe()
     }
 
-    /// Forgets the change history, like an etcd compaction at the current resourceVersion:
-    /// watches from an older resourceVersion get the 410 ERROR event, continue tokens from an
-    /// older list answer 410, and running watches that fall behind end with the 410 event.
-    pub fn compact(&self) {
-        if let Some(shared) = self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade()
-        {
-            shared.state().compact();
-        }
-    }
-
-    /// Closes the listening socket and every open connection, and waits until they are closed:
-    /// clients get "connection refused" until [`Faults::start_serving`].
+    /// Closes the listening socket and every open connection: clients get "connection refused"
+    /// until [`Faults::start_serving`].
     pub async fn stop_serving(&self) {
         let shared = self
             .shared
@@ -330,7 +316,7 @@ impl Faults {
             .upgrade();
         if let Some(shared) = shared {
             shared.faults.drop_watches();
-            shared.stop_listening_and_wait().await;
+            shared.stop_listening();
         }
     }
 
@@ -347,7 +333,7 @@ impl Faults {
         }
     }
 
-    /// Whether the server currently accepts connections.
+    /// Whether the proxy currently accepts connections.
     pub fn is_serving(&self) -> bool {
         self.shared
             .lock()
