@@ -5,6 +5,8 @@
 #   eval "$(hack/envtest.sh start)"   # a throwaway cluster with the CRDs: exports KUBECONFIG,
 #                                     # E2E_KUBECONFIG (the tests' cluster) and
 #                                     # E2E_DEPLOYMENT_CONTROLLER=0
+#   hack/envtest.sh seed FILE...      # put the objects of dumps into it, statuses included
+#                                     # (e.g. examples/flux-cluster-dump.yaml)
 #   hack/envtest.sh stop
 #
 # KUBEBUILDER_ASSETS names a directory holding kube-apiserver, etcd and kubectl, as
@@ -38,12 +40,17 @@ start)
   # An API server alone: nothing writes Deployment status (the e2e harness does, see e2e/README.md).
   echo "export KUBECONFIG=$kubeconfig E2E_KUBECONFIG=$kubeconfig E2E_DEPLOYMENT_CONTROLLER=0"
   ;;
+seed)
+  shift
+  cargo build -q --locked -p flux-reporter -p flux-reporter-e2e --bin envtest >&2
+  "${CARGO_TARGET_DIR:-target}/debug/envtest" seed "$@"
+  ;;
 stop)
   bin=${CARGO_TARGET_DIR:-target}/debug/envtest
   if [ -x "$bin" ]; then "$bin" stop "$dir"; fi
   ;;
 *)
-  echo "usage: hack/envtest.sh start|stop" >&2
+  echo "usage: hack/envtest.sh start|stop|seed FILE..." >&2
   exit 2
   ;;
 esac

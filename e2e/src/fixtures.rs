@@ -13,7 +13,12 @@ pub fn sample_dump_path() -> PathBuf {
 /// version` document left out), CRDs first so that a server accepts them in order.
 pub fn sample_dump_objects() -> Vec<Value> {
     let text = std::fs::read_to_string(sample_dump_path()).expect("the sample dump is readable");
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("the sample dump parses");
+    dump_objects(&text).expect("the sample dump parses")
+}
+
+/// The objects of a dump's text ([`sample_dump_objects`] for any file).
+pub fn dump_objects(text: &str) -> Result<Vec<Value>, serde_saphyr::Error> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)?;
     let mut objects: Vec<Value> = docs
         .into_iter()
         .filter(|d| d.get("kind").is_some())
@@ -23,7 +28,7 @@ pub fn sample_dump_objects() -> Vec<Value> {
         })
         .collect();
     objects.sort_by_key(|o| o["kind"] != "CustomResourceDefinition");
-    objects
+    Ok(objects)
 }
 
 /// The `flux-reporter` binary under test: `FLUX_REPORTER_BIN`, else

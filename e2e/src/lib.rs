@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod mute_proxy;
 pub mod proxy;
 pub mod receiver;
+pub mod seed;
 
 pub use mute_proxy::MuteProxy;
 pub use proxy::{Fault, FaultId, Faults, Proxy, RecordedRequest};

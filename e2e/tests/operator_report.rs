@@ -23,10 +23,20 @@ async fn report_is_written_and_refreshed() {
 
     let report = wait_full_report(&env, &[]).await;
     let spec = &report["spec"];
-    let (code, body) = common::prom::http_get(op.health_addr, "/readyz")
-        .await
-        .unwrap();
-    assert_eq!(code, 200, "/readyz after a report: {body}");
+    // The first run writes the report, then publishes its metrics, then turns /readyz 200: a
+    // report in the API comes a moment before readiness, never the other way round, so that a
+    // scrape routed by readiness never sees an empty flux_resource_info (docs/design.md,
+    // "Readiness of the pod").
+    let op = &op;
+    eventually(
+        "/readyz 200 after the first run",
+        soon(&env),
+        || async move {
+            let (code, body) = common::prom::http_get(op.health_addr, "/readyz").await?;
+            ensure(code == 200, || format!("/readyz {code}: {body}"))
+        },
+    )
+    .await;
 
     let distribution = env.expected_distribution().await;
     assert_eq!(distribution["version"], FIXTURE_FLUX_VERSION);
