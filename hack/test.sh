@@ -32,6 +32,10 @@ if [ -z "${E2E_KUBECONFIG:-}" ]; then
   eval "$(hack/envtest.sh start)"
 fi
 
+# Every operator the e2e tests start runs as its own ServiceAccount under only config/rbac (plus
+# config/metrics-secure where it applies), as it runs in a cluster: least privilege is tested in
+# every scenario, not in one. E2E_RBAC=0 runs them as the admin.
+export E2E_RBAC="${E2E_RBAC:-1}"
 echo "--- tests"
 cargo build --locked -p flux-reporter
 if command -v cargo-nextest >/dev/null 2>&1; then
