@@ -3,16 +3,17 @@
 //! (SubjectAccessReview), with the project's ClusterRole `flux-reporter-metrics-reader`
 //! (config/metrics-secure) bound to one ServiceAccount and not to another; tokens are minted
 //! with the TokenRequest API, as `kubectl create token` does. Decisions are cached: a second
-//! scrape within the TTL costs no review (counted on the double's request log; skipped, and
-//! said so, on a real cluster). A provided certificate is served, and a renewed one is picked up.
+//! scrape within the TTL costs no review, counted on the request log of the test's proxy, which
+//! the operator reaches the API server through. A provided certificate is served, and a renewed
+//! one is picked up.
 //!
-//! On a real cluster with `E2E_RBAC=1` the operator runs under the project RBAC: `config/rbac`
-//! plus the RBAC of `config/metrics-secure` (`flux-reporter-metrics-auth`, which lets it create
-//! the reviews), so the shipped ClusterRoles are what is tested. Elsewhere it runs with the
-//! test's admin credentials; e2e/tests/manifests.rs checks the rendered roles.
+//! The operator runs under the project RBAC: `config/rbac` plus the RBAC of
+//! `config/metrics-secure` (`flux-reporter-metrics-auth`, which lets it create the reviews), so
+//! the shipped ClusterRoles are what the real API server enforces; e2e/tests/manifests.rs checks
+//! the rendered roles.
 //!
-//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
-//! cluster: see e2e/README.md ("Against a real cluster").
+//! Needs the real API server of `E2E_KUBECONFIG` (`hack/envtest.sh start` gives one). Build the
+//! binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`).
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]
@@ -220,11 +221,13 @@ async fn scraper_and_stranger(env: &Env) -> (String, String) {
     )
 }
 
+/// The operator with `--metrics-secure` (and `extra`), under the project RBAC (it may create
+/// the reviews through metrics-auth), through the test's proxy (which logs the reviews).
 async fn start_secure(env: &Env, extra: &[&str]) -> Operator {
-    let mut opts = OperatorOpts::every("1h");
+    let mut opts = OperatorOpts::every("1h").through_proxy();
     opts.args.push("--metrics-secure".into());
     opts.args.extend(extra.iter().map(|s| s.to_string()));
-    // Under the project RBAC, the operator may create reviews through metrics-auth.
+    opts.project_rbac = Some(true);
     opts.rbac_components = vec!["metrics-secure"];
     env.start_operator(opts).await
 }
@@ -239,7 +242,7 @@ async fn wait_serving(env: &Env, op: &Operator, client: &Arc<ClientConfig>) -> R
 }
 
 /// Scrapes with the bound ServiceAccount's token until it is let in (RBAC may take a moment to
-/// reach the authorizer on a real cluster), and returns that answer.
+/// reach the authorizer), and returns that answer.
 async fn let_in(env: &Env, op: &Operator, client: &Arc<ClientConfig>, scraper: &str) -> Reply {
     eventually(
         "the bound ServiceAccount to be let in",
@@ -255,9 +258,16 @@ async fn let_in(env: &Env, op: &Operator, client: &Arc<ClientConfig>, scraper: &
     .await
 }
 
-fn reviews(env: &Env, path: &str) -> Option<usize> {
-    env.double()
-        .map(|d| d.requests().iter().filter(|r| r.path == path).count())
+/// The reviews the operator has created so far: `(TokenReviews, SubjectAccessReviews)`, as the
+/// proxy in front of the API server logged them.
+async fn reviews(env: &Env) -> (usize, usize) {
+    let log = env.proxy().await.requests();
+    let count = |path: &str| {
+        log.iter()
+            .filter(|r| r.method == "POST" && r.path == path)
+            .count()
+    };
+    (count(TOKEN_REVIEWS), count(ACCESS_REVIEWS))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,8 +290,8 @@ async fn secure_metrics_admit_only_authenticated_and_authorized_tokens() {
         .unwrap();
     assert_eq!(garbage.status, 401, "a garbage token: {}", garbage.body);
 
-    // Authenticated, not authorized. On a real cluster RBAC changes take a moment to be seen,
-    // which the denied TTL (10 s) covers.
+    // Authenticated, not authorized. RBAC changes take a moment to reach the authorizer, which
+    // the denied TTL (10 s) covers.
     let denied = scrape(client, op.metrics_addr, Some(&stranger))
         .await
         .unwrap();
@@ -298,7 +308,6 @@ async fn secure_metrics_admit_only_authenticated_and_authorized_tokens() {
         denied.body
     );
 
-    let before = (reviews(env, TOKEN_REVIEWS), reviews(env, ACCESS_REVIEWS));
     let allowed = let_in(env, op, client, scraper).await;
     assert!(
         allowed.body.contains("# TYPE flux_reporter_info")
@@ -307,39 +316,41 @@ async fn secure_metrics_admit_only_authenticated_and_authorized_tokens() {
         allowed.body
     );
 
-    // Cached: the same token again within the allowed TTL asks the API server nothing.
-    let after_first = (reviews(env, TOKEN_REVIEWS), reviews(env, ACCESS_REVIEWS));
-    let again = scrape(client, op.metrics_addr, Some(scraper))
-        .await
-        .unwrap();
+    // A new token of the bound ServiceAccount (the binding is known to the authorizer by now):
+    // its first scrape costs one TokenReview and one SubjectAccessReview, and the same token
+    // again within the allowed TTL asks the API server nothing.
+    let fresh = env.token_for("scraper").await;
+    let before = reviews(env).await;
+    let first = scrape(client, op.metrics_addr, Some(&fresh)).await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let after_first = reviews(env).await;
+    assert_eq!(
+        (after_first.0 - before.0, after_first.1 - before.1),
+        (1, 1),
+        "the first scrape with a new token: one TokenReview, one SubjectAccessReview"
+    );
+    let again = scrape(client, op.metrics_addr, Some(&fresh)).await.unwrap();
     assert_eq!(again.status, 200, "{}", again.body);
-    let after_second = (reviews(env, TOKEN_REVIEWS), reviews(env, ACCESS_REVIEWS));
-    match (before, after_first, after_second) {
-        ((Some(tr0), Some(sar0)), (Some(tr1), Some(sar1)), (Some(tr2), Some(sar2))) => {
-            assert_eq!(
-                (tr1 - tr0, sar1 - sar0),
-                (1, 1),
-                "the first scrape with a new token: one TokenReview, one SubjectAccessReview"
-            );
-            assert_eq!(
-                (tr2, sar2),
-                (tr1, sar1),
-                "a second scrape within the TTL must not review the token again"
-            );
-        }
-        _ => eprintln!(
-            "SKIPPED (real cluster): counting TokenReviews needs the double's request log"
-        ),
-    }
-    // Denials are cached too (for less long).
-    let tr = reviews(env, TOKEN_REVIEWS);
-    let garbage = scrape(client, op.metrics_addr, Some("garbage.token.value"))
-        .await
-        .unwrap();
-    assert_eq!(garbage.status, 401);
-    if tr.is_some() {
-        assert_eq!(reviews(env, TOKEN_REVIEWS), tr, "a denied token is cached");
-    }
+    assert_eq!(
+        reviews(env).await,
+        after_first,
+        "a second scrape within the TTL must not review the token again"
+    );
+    // Denials are cached too (for less long): a token the API server does not authenticate
+    // costs one TokenReview (and no SubjectAccessReview), then none within the denied TTL.
+    let before = reviews(env).await;
+    let bogus = "bogus.token.value";
+    let garbage = scrape(client, op.metrics_addr, Some(bogus)).await.unwrap();
+    assert_eq!(garbage.status, 401, "{}", garbage.body);
+    let after_first = reviews(env).await;
+    assert_eq!(
+        (after_first.0 - before.0, after_first.1 - before.1),
+        (1, 0),
+        "an unauthenticated token: one TokenReview, no SubjectAccessReview"
+    );
+    let garbage = scrape(client, op.metrics_addr, Some(bogus)).await.unwrap();
+    assert_eq!(garbage.status, 401, "{}", garbage.body);
+    assert_eq!(reviews(env).await, after_first, "a denied token is cached");
 
     // Plain HTTP on the metrics port gets no answer; the probes stay plain HTTP.
     let plain = common::prom::http_get(op.metrics_addr, "/metrics").await;

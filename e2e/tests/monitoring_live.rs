@@ -1,5 +1,6 @@
-//! Monitoring proven with the real programs: the operator runs against the API server double
-//! with the e2e fixtures (and `--legacy-metrics`); a real Prometheus on loopback scrapes it with
+//! Monitoring proven with the real programs: the operator runs against the real API server of
+//! `E2E_KUBECONFIG` (`hack/envtest.sh start` gives one) with the e2e fixtures (and
+//! `--legacy-metrics`); a real Prometheus on loopback scrapes it with
 //! the shipped ServiceMonitor's settings in a plain `scrape_configs` job (no `namespace` or `pod`
 //! target label, as without the Prometheus Operator) and loads the shipped rules (a test copy
 //! with `for:` shortened); every PromQL expression of every dashboard panel is evaluated through the HTTP

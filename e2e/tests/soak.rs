@@ -18,11 +18,15 @@
 //! a warm-up of 20 runs), and asserts only a generous bound on RSS growth; timings are printed,
 //! never asserted.
 //!
-//! `SOAK_RUNS` (default 300) sets the number of runs, `SOAK_SEED` the seed of the walk (printed).
+//! `SOAK_RUNS` (default 200) sets the number of runs, `SOAK_SEED` the seed of the walk (printed).
+//! A requested run costs about 0.3 s against the real API server (the Controller's 200 ms
+//! debounce, the run, the checks): 200 runs end well within the default profile's 3-minute
+//! slow-timeout on 2 busy cores, where 300 came close to it. The summary line's `phases_s`
+//! says where the time went.
 //! Build the binary first: `cargo build -p flux-reporter`; run with
 //! `cargo nextest run -p flux-reporter-e2e --test soak --no-capture`, plus `--profile soak` for
-//! long runs (the default profile ends the soak after 9 minutes: `.config/nextest.toml`). Real
-//! cluster: see e2e/README.md ("Against a real cluster").
+//! long runs (the default profile ends the soak after 9 minutes: `.config/nextest.toml`). Needs
+//! the real API server of `E2E_KUBECONFIG` (`hack/envtest.sh start` gives one).
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]
@@ -38,7 +42,7 @@ use common::scenario::*;
 use common::{Env, Operator, OperatorOpts, Stats, ensure};
 use serde_json::{Value, json};
 
-const DEFAULT_RUNS: usize = 300;
+const DEFAULT_RUNS: usize = 200;
 const DEFAULT_SEED: u64 = 0x5eed_0ff1;
 /// RSS is compared with its value after this many runs (allocator pools, caches and the metric
 /// set have grown to their working size by then).
@@ -386,6 +390,32 @@ impl World {
     }
 }
 
+/// Where the wall time of the runs went, for the summary line: writing the walk's changes,
+/// listing what the report must count, awaiting the run, the metric series, the events and
+/// POSTs.
+#[derive(Debug, Default)]
+struct Phases {
+    write: Duration,
+    expect: Duration,
+    run: Duration,
+    series: Duration,
+    events: Duration,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "write:{:.1},expect:{:.1},run:{:.1},series:{:.1},events:{:.1}",
+            self.write.as_secs_f64(),
+            self.expect.as_secs_f64(),
+            self.run.as_secs_f64(),
+            self.series.as_secs_f64(),
+            self.events.as_secs_f64()
+        )
+    }
+}
+
 /// What the walk did, for the summary line.
 #[derive(Debug, Default)]
 struct Tally {
@@ -518,7 +548,6 @@ async fn requested_run(env: &Env, op: &Operator, run: usize) -> Value {
 
 /// The report says what the world is: reconcilers (one of the `accepted` sets), components, sync.
 fn check_report(
-    env: &Env,
     report: &Value,
     accepted: &[Vec<(String, String, Value)>],
     sync: &Value,
@@ -685,7 +714,9 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
     let mut interval_runs = 0;
     let mut dip_before = false;
     let start = Instant::now();
+    let mut phases = Phases::default();
     for run in 1..=runs {
+        let t = Instant::now();
         step(env, &mut rng, &mut world, &mut tally).await;
         if run % DIP_EVERY == DIP_START {
             env.set_component_ready(DIP_COMPONENT, false).await;
@@ -699,10 +730,13 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
             want.info_posts += 1;
         }
 
+        phases.write += t.elapsed();
+
         // The report counts the FluxInstance with the status the previous run left it: unready
         // (failing) during a dip. On the run where the dip starts or ends, a run on the interval
         // may or may not have come between the change and the run awaited here, so either
         // status is right; on every other run only one is.
+        let t = Instant::now();
         let instance_failing = |dip: bool| ("FluxInstance", Stats::new(0, i64::from(dip), 0, 0));
         let mut stats = world.stats();
         stats.push(instance_failing(world.dip));
@@ -712,6 +746,8 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
             accepted.push(expected_reconcilers(env, &stats).await);
         }
         dip_before = world.dip;
+        phases.expect += t.elapsed();
+        let t = Instant::now();
         let (accepted, sync) = (&accepted, &sync);
         let dip = world.dip;
         if run % INTERVAL_EVERY == 0 {
@@ -724,17 +760,20 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
                 |r| {
                     let runs = op.runs().len();
                     ensure(runs > runs_before, || format!("still {runs} runs"))?;
-                    check_report(env, r, accepted, sync, dip)
+                    check_report(r, accepted, sync, dip)
                 },
             )
             .await;
             interval_runs += 1;
         } else {
             let report = requested_run(env, op, run).await;
-            check_report(env, &report, accepted, sync, dip)
+            check_report(&report, accepted, sync, dip)
                 .unwrap_or_else(|e| panic!("run {run}: the acknowledged report: {e}"));
         }
 
+        phases.run += t.elapsed();
+
+        let t = Instant::now();
         let mut want_series: Vec<Labels> = world
             .objects
             .iter()
@@ -750,7 +789,10 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
             || async move { check_metrics(env, op, want_series, dip).await },
         )
         .await;
+        phases.series += t.elapsed();
+        let t = Instant::now();
         check_transitions(env, op, run, want).await;
+        phases.events += t.elapsed();
         rss.push(op.rss_kib().expect("the operator's VmRSS"));
     }
     let wall = start.elapsed();
@@ -767,7 +809,7 @@ async fn soak_report_metrics_events_and_memory_hold_over_hundreds_of_runs() {
         "soak runs={runs} rss_first_kib={first} rss_last_kib={last} rss_max_kib={max} \
          wall_s={:.1} warm_up={WARM_UP} interval_runs={interval_runs} operator_runs={} \
          transitions={} seed={seed:#x} created={} deleted={} recreated={} changed={} \
-         most_objects={}",
+         most_objects={} phases_s={phases}",
         wall.as_secs_f64(),
         op.runs().len(),
         want.warnings + want.normals,
