@@ -1,16 +1,20 @@
-//! The e2e harness itself, on the double: it must work on an API server without controllers
-//! (as envtest gives), so it finds out whether a Deployment controller runs, and it cleans up
-//! object by object without relying on the namespace controller.
+//! The e2e harness itself, on the real API server of `E2E_KUBECONFIG`: it must work on an API
+//! server without controllers (as envtest gives), so it finds out whether a Deployment controller
+//! runs, writes the Deployment status such a controller would, and cleans up object by object
+//! and finalizes the namespace, without relying on the namespace controller.
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]
 mod common;
+#[allow(dead_code)]
+mod live_cluster;
 
 use std::time::{Duration, Instant};
 
-use common::Env;
-use flux_reporter_e2e::Fault;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use common::env::{DEPLOYMENT_CONTROLLER_VAR, resource};
+use common::{Env, ensure, eventually};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use live_cluster::Created;
 use serde_json::json;
 
 const FLUX_KINDS: [(&str, &str); 4] = [
@@ -20,9 +24,86 @@ const FLUX_KINDS: [(&str, &str); 4] = [
     ("apps/v1", "Deployment"),
 ];
 
+/// Has the server's admission refuse the deletion of the test's namespace (a
+/// ValidatingAdmissionPolicy and its binding, admissionregistration.k8s.io/v1), and waits until
+/// it does: a dry-run deletion goes through admission too. Returns the policy objects, for
+/// removal.
+async fn refuse_namespace_deletion(env: &Env) -> Created {
+    let name = format!("e2e-keep-{}", env.ns);
+    let mut created = Created::new(&env.kubeconfig);
+    let policy = resource(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+    );
+    let binding = resource(
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+    );
+    let pp = PatchParams::apply(common::env::FIELD_MANAGER).force();
+    for (ar, body) in [
+        (
+            &policy,
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {"resourceRules": [{
+                        "apiGroups": [""], "apiVersions": ["v1"],
+                        "operations": ["DELETE"], "resources": ["namespaces"],
+                    }]},
+                    "validations": [{
+                        "expression": format!("oldObject.metadata.name != '{}'", env.ns),
+                        "message": "the e2e test keeps this namespace",
+                    }],
+                },
+            }),
+        ),
+        (
+            &binding,
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }),
+        ),
+    ] {
+        created.push(ar.clone(), &name);
+        Api::<DynamicObject>::all_with(env.client.clone(), ar)
+            .patch(&name, &pp, &Patch::Apply(body))
+            .await
+            .unwrap_or_else(|e| panic!("apply {} {name}: {e}", ar.kind));
+    }
+    namespace_deletion(env, false).await;
+    created
+}
+
+/// Waits until a dry-run deletion of the test's namespace is allowed (`true`) or refused.
+async fn namespace_deletion(env: &Env, allowed: bool) {
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &resource("v1", "Namespace"));
+    let dry_run = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::background()
+    };
+    let (namespaces, dry_run) = (&namespaces, &dry_run);
+    let what = if allowed { "allowed" } else { "refused" };
+    eventually(
+        &format!("the deletion of the namespace {what}"),
+        Duration::from_secs(60),
+        || async move {
+            let answer = namespaces.delete(&env.ns, dry_run).await;
+            ensure(answer.is_ok() == allowed, || format!("{answer:?}"))
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_deletes_every_object_even_with_finalizers_and_without_namespace_deletion() {
-    let env = Env::on_double("cleanup_deletes_every_object").await;
+async fn cleanup_deletes_every_object_itself_even_with_finalizers_then_the_namespace_goes() {
+    let env = Env::new("cleanup_deletes_every_object").await;
     env.install_flux().await;
     // Finalizers nobody will ever remove: no controller runs.
     for (api_version, kind, name) in [
@@ -48,13 +129,10 @@ async fn cleanup_deletes_every_object_even_with_finalizers_and_without_namespace
         assert!(n > 0, "the fixtures have {kind} objects");
         before += n;
     }
-    // The namespace cannot be deleted: whatever is gone was deleted by the harness itself.
-    let double = env.double().expect("the double");
-    double.faults().inject(
-        Fault::status(500)
-            .method("DELETE")
-            .path(&format!("/api/v1/namespaces/{}", env.ns)),
-    );
+    // The server refuses to delete the namespace: whatever is gone was deleted by the harness
+    // itself, object by object (no namespace controller took it: there is no namespace deletion
+    // for one to act on).
+    let mut policy = refuse_namespace_deletion(&env).await;
 
     let done = env.cleanup().await;
 
@@ -68,14 +146,33 @@ async fn cleanup_deletes_every_object_even_with_finalizers_and_without_namespace
         "{:?}",
         done.problems
     );
-    let patches: Vec<_> = double
-        .requests()
+    for (api_version, kind) in FLUX_KINDS
         .into_iter()
-        .filter(|r| r.method == "PATCH" && r.path.ends_with("/gitrepositories/podinfo"))
-        .collect();
+        .chain([("coordination.k8s.io/v1", "Lease")])
+    {
+        let items = env.list(api_version, kind).await;
+        assert!(items.is_empty(), "{kind} left: {items:?}");
+    }
+    let namespace = env
+        .get("v1", "Namespace", &env.ns)
+        .await
+        .expect("the namespace itself stays (its deletion was refused)");
     assert!(
-        !patches.is_empty(),
-        "the finalizers were removed by a patch"
+        namespace["metadata"]["deletionTimestamp"].is_null(),
+        "{namespace}"
+    );
+
+    // Allowed again, the namespace is deleted and finalized: gone from the server at once, with
+    // nothing left under its name (an API server alone keeps the objects of a namespace it
+    // removes: only the namespace controller deletes them).
+    let problems = policy.remove(&env.client).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    namespace_deletion(&env, true).await;
+    let done = env.cleanup().await;
+    assert!(done.problems.is_empty(), "{:?}", done.problems);
+    assert!(
+        env.get("v1", "Namespace", &env.ns).await.is_none(),
+        "the namespace is gone"
     );
     for (api_version, kind) in FLUX_KINDS
         .into_iter()
@@ -84,10 +181,6 @@ async fn cleanup_deletes_every_object_even_with_finalizers_and_without_namespace
         let items = env.list(api_version, kind).await;
         assert!(items.is_empty(), "{kind} left: {items:?}");
     }
-    assert!(
-        env.get("v1", "Namespace", &env.ns).await.is_some(),
-        "the namespace itself stays (its deletion failed)"
-    );
 }
 
 /// Plays a Deployment controller: writes `status.observedGeneration` of every Deployment of the
@@ -96,7 +189,7 @@ fn fake_deployment_controller(env: &Env) -> tokio::task::JoinHandle<()> {
     let api: Api<DynamicObject> = Api::namespaced_with(
         env.client.clone(),
         &env.ns,
-        &common::env::resource("apps/v1", "Deployment"),
+        &resource("apps/v1", "Deployment"),
     );
     tokio::spawn(async move {
         loop {
@@ -115,26 +208,44 @@ fn fake_deployment_controller(env: &Env) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// What `E2E_DEPLOYMENT_CONTROLLER` says of the cluster (`hack/envtest.sh` sets 0), if set.
+fn declared_deployment_controller() -> Option<bool> {
+    match std::env::var(DEPLOYMENT_CONTROLLER_VAR).ok().as_deref() {
+        Some("1") | Some("true") => Some(true),
+        Some("0") | Some("false") => Some(false),
+        _ => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_finds_a_deployment_controller_only_where_one_writes_status() {
-    let env = Env::on_double("the_probe_finds_a_deployment_controller").await;
+    let env = Env::new("the_probe_finds_a_deployment_controller").await;
     let start = Instant::now();
-    assert!(
-        !env.probe_deployment_controller().await,
-        "the double has none"
-    );
+    let found = env.probe_deployment_controller().await;
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_secs(5) && waited < Duration::from_secs(15),
-        "waited {waited:?} before deciding"
-    );
+    if let Some(declared) = declared_deployment_controller() {
+        assert_eq!(
+            found, declared,
+            "{DEPLOYMENT_CONTROLLER_VAR} says {declared}"
+        );
+    }
     assert!(
         env.get("apps/v1", "Deployment", "e2e-deployment-controller-probe")
             .await
             .is_none(),
         "the probe is deleted"
     );
+    if found {
+        // A running controller answers in milliseconds.
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        return;
+    }
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(30),
+        "waited {waited:?} before deciding"
+    );
 
+    // The same server, with something that writes Deployment status.
     let controller = fake_deployment_controller(&env);
     let start = Instant::now();
     let found = env.probe_deployment_controller().await;
@@ -148,28 +259,56 @@ async fn the_probe_finds_a_deployment_controller_only_where_one_writes_status() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_deployment_controller_the_harness_writes_ready_and_unready_status() {
-    let env = Env::on_double("without_a_deployment_controller").await;
+async fn the_deployment_status_is_ready_then_unready_as_the_harness_sets_it() {
+    let env = Env::new("the_deployment_status_is_ready_then_unready").await;
     env.install_flux().await;
-    assert!(!env.deployment_controller().await);
+    let controller = env.deployment_controller().await;
+    if let Some(declared) = declared_deployment_controller() {
+        assert_eq!(controller, declared);
+    }
     let d = env
         .get("apps/v1", "Deployment", "helm-controller")
         .await
         .unwrap();
+    let available = |d: &serde_json::Value| d["status"]["availableReplicas"].as_i64().unwrap_or(0);
+    if controller {
+        // The controller's status: ready with no replicas.
+        assert_eq!(d["spec"]["replicas"], 0);
+    } else {
+        // The harness's status, through the status subresource: 1 replica, as the spec has.
+        assert_eq!(
+            d["spec"]["replicas"], 1,
+            "a status of 1 replica needs 1 in spec"
+        );
+        assert_eq!(available(&d), 1);
+        assert_eq!(
+            d["status"]["observedGeneration"],
+            d["metadata"]["generation"]
+        );
+    }
     assert_eq!(
-        d["spec"]["replicas"], 1,
-        "a status of 1 replica needs 1 in spec"
+        common::condition(&d, "Available").unwrap()["status"],
+        "True"
     );
-    assert_eq!(d["status"]["availableReplicas"], 1);
     env.set_component_ready("helm-controller", false).await;
     let d = env
         .get("apps/v1", "Deployment", "helm-controller")
         .await
         .unwrap();
-    assert_eq!(d["status"]["availableReplicas"], 0);
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(available(&d), 0);
     assert_eq!(
         common::condition(&d, "Available").unwrap()["status"],
         "False"
+    );
+    env.set_component_ready("helm-controller", true).await;
+    let d = env
+        .get("apps/v1", "Deployment", "helm-controller")
+        .await
+        .unwrap();
+    assert_eq!(
+        common::condition(&d, "Available").unwrap()["status"],
+        "True"
     );
 }
 

@@ -3,9 +3,10 @@
 //! once no run gets through for the documented limit, recovers by itself, and stops quickly on
 //! SIGTERM.
 //!
-//! The silent server is a bare socket (the TLS case: the handshake never completes), the double
-//! with its `mute` fault (plain HTTP: the request is read and never answered), or a proxy in front
-//! of the API server that goes mute mid-test (the double, or the cluster of `E2E_KUBECONFIG`).
+//! The silent server is a bare socket (the TLS case: the handshake never completes), the test's
+//! fault-injecting proxy in front of the real API server with its `mute` fault (TLS completes, the
+//! request is read and never answered), or a TCP proxy in front of the real API server that goes
+//! mute mid-test (`flux_reporter_e2e::MuteProxy`).
 //!
 //! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`).
 
@@ -20,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use common::prom::http_get;
 use common::{Env, Operator, OperatorOpts, condition, ensure, eventually};
-use flux_reporter_e2e::{ApiServer, Fault, MuteProxy};
+use flux_reporter_e2e::{Fault, MuteProxy};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 /// A socket that accepts connections and never says a word (nor reads a byte).
@@ -106,16 +109,20 @@ async fn report_against_a_mute_tls_socket_exits_2_within_the_connect_timeout_nam
     assert!(took < Duration::from_secs(60), "{took:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_check_and_version_exit_2_against_a_mute_server_naming_the_server_and_the_timeout() {
-    let server = ApiServer::start().await.unwrap();
-    server.faults().inject(Fault::mute());
-    let kubeconfig = write_kubeconfig(&temp_dir("mute-double"), &server.url());
+    let env = Env::new("stats_check_and_version_exit_2_against_mute").await;
+    let proxy = env.proxy().await;
+    // Every request is read and never answered (the TLS handshake completes).
+    let mute = proxy.faults().inject(Fault::mute());
+    let kubeconfig = env.proxied_kubeconfig(&env.kubeconfig).await;
     for command in ["stats", "check", "version", "report"] {
         let (out, took) = run(
             &kubeconfig,
             &[
                 command,
+                "--namespace",
+                &env.ns,
                 "--request-timeout",
                 "2s",
                 "--connect-timeout",
@@ -129,44 +136,67 @@ async fn stats_check_and_version_exit_2_against_a_mute_server_naming_the_server_
         let expected = format!(
             "error: the Kubernetes API server {}/ did not answer within 2s \
              (--connect-timeout 2s, --request-timeout 2s)",
-            server.url()
+            proxy.url()
         );
         assert_eq!(lines[0], expected, "{command}");
         assert!(took < Duration::from_secs(10), "{command}: {took:?}");
     }
+    assert!(proxy.faults().hits(mute) >= 4, "every command asked");
 }
 
-#[tokio::test]
-async fn the_double_mute_fault_answers_nothing_on_its_path_and_the_rest_as_usual() {
-    let server = ApiServer::start().await.unwrap();
-    let fault = server
+/// The path-scoped `mute` fault of the proxy (e2e/src/proxy): requests on its path are read and
+/// never answered, the rest go to the real server as usual, and once it is removed the path
+/// answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_mute_fault_answers_nothing_on_its_path_and_the_rest_as_usual() {
+    let env = Env::new("the_proxy_mute_fault_answers_nothing").await;
+    let proxy = env.proxy().await;
+    let fault = proxy
         .faults()
         .inject(Fault::mute().path_prefix("/apis/apps/v1"));
-    let addr: SocketAddr = server.url().trim_start_matches("http://").parse().unwrap();
-    let (code, _) = http_get(addr, "/version").await.unwrap();
-    assert_eq!(code, 200);
+    let kc = kube::config::Kubeconfig::read_from(env.proxied_kubeconfig(&env.kubeconfig).await)
+        .expect("the proxied kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("a client config");
+    let client = kube::Client::try_from(config).expect("a client");
+    let version = client.apiserver_version().await.expect("/version answers");
+    assert!(!version.git_version.is_empty());
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &env.ns);
+    config_maps
+        .list(&ListParams::default())
+        .await
+        .expect("another path answers");
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        &mut stream,
-        b"GET /apis/apps/v1/deployments HTTP/1.1\r\nHost: x\r\n\r\n",
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &env.ns);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        deployments.list(&ListParams::default()),
     )
-    .await
-    .unwrap();
-    let mut buf = [0u8; 64];
-    let answer = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+    .await;
     assert!(answer.is_err(), "the mute path answered: {answer:?}");
-    assert_eq!(server.faults().hits(fault), 1);
-    let recorded = server
+    assert_eq!(proxy.faults().hits(fault), 1);
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments", env.ns);
+    let recorded = proxy
         .requests()
         .into_iter()
-        .find(|r| r.path == "/apis/apps/v1/deployments")
+        .find(|r| r.path == path)
         .expect("the mute request is recorded");
     assert_eq!(recorded.status, 0, "recorded without an answer");
 
-    server.faults().remove(fault);
-    let (code, _) = http_get(addr, "/apis/apps/v1/deployments").await.unwrap();
-    assert_eq!(code, 200);
+    proxy.faults().remove(fault);
+    let list = deployments
+        .list(&ListParams::default())
+        .await
+        .expect("the path answers once the fault is removed");
+    assert!(list.items.is_empty());
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path == path && r.status == 200),
+        "answered by the server"
+    );
 }
 
 /// The operator flags of the operator scenarios: a 2s interval, 2s timeouts and a 6s report
