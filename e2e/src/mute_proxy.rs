@@ -1,4 +1,4 @@
-//! A TCP proxy in front of a Kubernetes API server (the double or a real one) that can go mute:
+//! A TCP proxy in front of a Kubernetes API server (a real one, or the fault proxy) that can go mute:
 //! it keeps accepting connections but forwards nothing more in either direction, as an
 //! overloaded control plane, a half-dead load balancer or a partitioned node does. TLS passes
 //! through untouched, so the same scenario runs against a real cluster. Unmuted, it forwards

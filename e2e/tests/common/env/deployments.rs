@@ -1,6 +1,6 @@
 //! The Flux controller Deployments' status: written by the cluster's Deployment controller where
 //! there is one, by the harness (through the status subresource, as that controller would) where
-//! there is none: the double, or an API server alone such as envtest's.
+//! there is none: an API server alone such as envtest's.
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,7 @@ impl Env {
 
     /// Makes a Flux controller ready or not, and waits until its Deployment shows it. Where a
     /// Deployment controller runs, it writes the status: 0 replicas is ready, 1 replica that can
-    /// never be scheduled is not (`Available: 0/1`). Where none runs (the double, an API server
+    /// never be scheduled is not (`Available: 0/1`). Where none runs (an API server
     /// alone), the harness writes the status that controller would, through the status
     /// subresource.
     pub async fn set_component_ready(&self, name: &str, ready: bool) {

@@ -204,7 +204,7 @@ impl Env {
     }
 
     /// What the report must say for `kind`: our objects (`ours`) plus those of other namespaces
-    /// (none on the double; on a real cluster whatever else is there), counted as the Flux Operator's reporter counts them
+    /// (whatever else the cluster holds), counted as the Flux Operator's reporter counts them
     /// (suspended ones are not running; `DependencyNotReady` is not a failure).
     pub async fn expected_stats(&self, api_version: &str, kind: &str, ours: Stats) -> Value {
         let api: Api<DynamicObject> =
@@ -251,7 +251,7 @@ impl Env {
     }
 
     /// The distribution the report must show: from the labels of the GitRepository CRD (the
-    /// fixture's on the double; a real cluster may already have its own).
+    /// fixture's, unless the cluster already had its own).
     pub async fn expected_distribution(&self) -> Value {
         let crd = self
             .get(
