@@ -2,8 +2,8 @@
 //! one Warning event on the FluxInstance and one POST to notification-controller (a local
 //! receiver), however many runs follow; healthy again, one Normal event and one info POST.
 //!
-//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
-//! cluster: see e2e/README.md ("Against a real cluster").
+//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). The
+//! server: see e2e/README.md.
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]

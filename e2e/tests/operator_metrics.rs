@@ -1,8 +1,8 @@
 //! `flux-reporter run` end to end, `/metrics`: one `flux_resource_info` series per Flux object,
 //! with the labels the Flux Operator exports, and none left for deleted objects.
 //!
-//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
-//! cluster: see e2e/README.md ("Against a real cluster").
+//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). The
+//! server: see e2e/README.md.
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]

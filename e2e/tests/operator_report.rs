@@ -1,10 +1,10 @@
 //! `flux-reporter run` end to end, the report itself: written and refreshed, `requestedAt`
 //! handled and acknowledged, recreated after deletion, paused when disabled, and a forbidden kind
-//! giving Ready=False with the other sections intact. The real binary runs against a Kubernetes
-//! API (the API server double, or the cluster of `E2E_KUBECONFIG`) with the Flux fixtures.
+//! giving Ready=False with the other sections intact. The real binary runs against the real API
+//! server of `E2E_KUBECONFIG` with the Flux fixtures.
 //!
-//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`). Real
-//! cluster: see e2e/README.md ("Against a real cluster").
+//! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`); the
+//! server: see e2e/README.md.
 
 // The shared harness: each test binary uses only part of it.
 #[allow(dead_code, unused_imports)]
