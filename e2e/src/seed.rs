@@ -30,8 +30,9 @@ fn kind_of(obj: &Value) -> &str {
     obj["kind"].as_str().unwrap_or_default()
 }
 
-/// Only what an apply may carry: no server-set metadata.
-fn for_apply(obj: &Value) -> Value {
+/// Only what an apply may carry: no server-set metadata, no finalizers (no controller here would
+/// ever remove them), no status.
+pub fn for_apply(obj: &Value) -> Value {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         for k in [
@@ -42,6 +43,7 @@ fn for_apply(obj: &Value) -> Value {
             "managedFields",
             "selfLink",
             "deletionTimestamp",
+            "finalizers",
         ] {
             meta.remove(k);
         }
@@ -171,7 +173,7 @@ pub async fn apply_all(
 /// The dump's `observedGeneration`s (the status's and its conditions') moved to the generation
 /// the new object got, keeping how far behind they were: a controller that had caught up with
 /// the dumped object has caught up with the seeded one.
-fn rebase_generations(status: &mut Value, dumped: Option<i64>, now: Option<i64>) {
+pub fn rebase_generations(status: &mut Value, dumped: Option<i64>, now: Option<i64>) {
     let (Some(dumped), Some(now)) = (dumped, now) else {
         return;
     };

@@ -1,13 +1,21 @@
 //! The fault matrix, Kubernetes API side: one test per fault, each against the real
 //! `flux-reporter run` with a 1s interval and 2s timeouts. For every row: the process keeps
 //! running and ready, the report keeps every section (the spec equals the one before the fault),
-//! the Ready condition names what failed, recovery comes by itself within one interval after the
-//! fault ends (printed as `fault-matrix row=<name> recovery_ms=<n>`), and the transition made
+//! the Ready condition names what failed, recovery comes by itself within the recovery limit
+//! after the fault ends (one interval, the run in progress, a margin: `recovery_limit`; printed as
+//! `fault-matrix row=<name> recovery_ms=<n>`), and the transition made
 //! before the fault (helm-controller not ready) is announced once: one Warning event, one POST.
 //!
-//! Rows that inject a fault with the API server double are skipped, saying so, when
-//! `E2E_KUBECONFIG` points at a real cluster; the 403 row runs there through RBAC.
-//! Row 10 keeps the API server away for `FAULT_MATRIX_OUTAGE_SECS` (default 60).
+//! Every row runs against the real API server of `E2E_KUBECONFIG` (`hack/envtest.sh start`), the
+//! operator reaching it through the test's fault-injecting proxy (`e2e/src/proxy`), where the
+//! faults are injected: error statuses, latency, a mute request, an expired continue token,
+//! dropped watches, refused connections. The 403 comes from RBAC (the operator runs as the
+//! project's ServiceAccount); the 404 from a CRD really deleted while a run lists its kind.
+//! `fault_the_api_server_unreachable_for_a_minute` keeps the server away for
+//! `FAULT_MATRIX_OUTAGE_SECS` (default 60).
+//!
+//! `fault_404_for_a_crd_removed_mid_run` deletes and re-creates the HelmRepository CRD, a
+//! cluster-scoped object every test reads: it must run alone (its nextest test group).
 //!
 //! Build the binary first: `cargo build -p flux-reporter` (or set `FLUX_REPORTER_BIN`).
 
@@ -19,30 +27,34 @@ mod fault_matrix_common;
 
 use std::time::{Duration, Instant};
 
-use common::env::{REQUESTED_AT, unique};
+use common::env::{REQUESTED_AT, documents, fixture, resource, unique};
 use common::scenario::*;
-use common::{OperatorOpts, Stats, ensure, eventually};
+use common::{Env, OperatorOpts, Stats, condition, ensure, eventually};
 use fault_matrix_common::*;
 use flux_reporter_e2e::Fault;
+use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::json;
 
 const HELM_REPOSITORIES: &str = "/apis/source.toolkit.fluxcd.io/v1/helmrepositories";
 const GIT_REPOSITORIES: &str = "/apis/source.toolkit.fluxcd.io/v1/gitrepositories";
 const KUSTOMIZATIONS: &str = "/apis/kustomize.toolkit.fluxcd.io/v1/kustomizations";
-const DOUBLE_ONLY: &str = "needs the API server double's fault injection";
+const CRD: &str = "apiextensions.k8s.io/v1";
+const HELM_REPOSITORY_CRD: &str = "helmrepositories.source.toolkit.fluxcd.io";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_403_on_one_kind() {
-    // On a real cluster the 403 comes from RBAC: the operator runs as the project's
-    // ServiceAccount and the test takes helmrepositories out of its ClusterRole.
-    let mut opts = impatient();
+    // The 403 comes from RBAC: the operator runs as the project's ServiceAccount (its token
+    // goes through the proxy, so the server authorizes the operator, not the proxy) and the test
+    // takes helmrepositories out of its ClusterRole.
+    let mut opts = proxied();
     opts.project_rbac = Some(true);
     let row = Row::unhealthy("fault_403_on_one_kind", opts).await;
-    row.env.forbid_helm_repositories().await;
+    let forbidden = row.env.forbid_helm_repositories().await;
+    assert!(forbidden.is_none(), "forbidden by RBAC, not by the proxy");
     row.incomplete(&["reconcilers HelmRepository", "forbidden"])
         .await;
     let end = row.fault_ends();
-    row.env.allow_helm_repositories().await;
+    row.env.allow_helm_repositories(forbidden).await;
     row.recovered(end).await;
     row.nothing_sent_twice().await;
 }
@@ -50,73 +62,165 @@ async fn fault_403_on_one_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_404_for_a_crd_removed_mid_run() {
     let name = "fault_404_for_a_crd_removed_mid_run";
-    if skipped_on_a_real_cluster(
-        name,
-        "removing a CRD between two requests of one run needs the double's latency fault",
-    ) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient()).await;
-    let double = row.env.double().expect("the double");
-    // The run's list of HelmRepositories waits; the CRD goes meanwhile, and the list then gets
-    // the 404 of a resource that no longer exists.
-    let held = double.faults().inject(
-        Fault::latency(Duration::from_millis(1500))
+    let row = Row::unhealthy(name, proxied()).await;
+    // Deleting a CRD deletes every object of its kind in the cluster: only the test's own may be
+    // there.
+    let elsewhere = helm_repositories_outside(&row.env).await;
+    assert!(
+        elsewhere.is_empty(),
+        "deleting {HELM_REPOSITORY_CRD} would delete HelmRepositories of other namespaces: \
+         {elsewhere:?}"
+    );
+    let crd = row
+        .env
+        .get(CRD, "CustomResourceDefinition", HELM_REPOSITORY_CRD)
+        .await
+        .expect("the HelmRepository CRD");
+    // The run's list of HelmRepositories waits in the proxy (less than the 2s request
+    // timeout); the CRD goes meanwhile, and the list then gets the 404 of a resource that no
+    // longer exists.
+    let hold = Duration::from_millis(1500);
+    let held = row.faults().await.inject(
+        Fault::latency(hold)
             .method("GET")
             .path_prefix(HELM_REPOSITORIES)
             .times(1),
     );
-    eventually("a run listing HelmRepositories", soon(&row.env), || async {
-        ensure(double.faults().hits(held) == 1, || "not yet".into())
-    })
-    .await;
+    row.hit(held, 1, "a run listing HelmRepositories").await;
+    let held_at = Instant::now();
     row.env
-        .delete(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            "helmrepositories.source.toolkit.fluxcd.io",
-        )
+        .delete(CRD, "CustomResourceDefinition", HELM_REPOSITORY_CRD)
         .await;
-    let end = row.fault_ends();
+    // Gone once the server answers its collection with 404: the CRD's finalizer has deleted the
+    // objects and the CRD, and the server stopped serving the kind. This takes about 150ms on
+    // envtest; the held list must still be held by then.
+    let helm_repositories: Api<DynamicObject> = Api::all_with(
+        row.env.client.clone(),
+        &resource("source.toolkit.fluxcd.io/v1", "HelmRepository"),
+    );
+    let helm_repositories = &helm_repositories;
+    eventually(
+        "the HelmRepository kind gone",
+        soon(&row.env),
+        || async move {
+            match helm_repositories
+                .list(&ListParams::default().limit(1))
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                other => Err(format!("still served: {:?}", other.map(|l| l.items.len()))),
+            }
+        },
+    )
+    .await;
+    let gone_after = held_at.elapsed();
+    assert!(
+        gone_after < hold,
+        "the CRD took {gone_after:?} to go, more than the list was held ({hold:?}): the list \
+         was answered before"
+    );
     row.incomplete(&[
         "reconcilers HelmRepository",
-        // The real server's answer is a plain-text `404 page not found`.
+        // The real server answers a kind it does not serve with a plain-text `404 page not
+        // found`: no Status to quote, so the operator names the HTTP status.
         "HTTP 404 Not Found",
     ])
     .await;
+    let proxy = row.env.proxy().await;
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with(HELM_REPOSITORIES) && r.status == 404),
+        "the held list was answered 404 by the server"
+    );
     // The next run no longer sees the kind: it is gone from the report, the rest unchanged.
-    let mut want = row.before["spec"].clone();
-    want["reconcilers"]
+    let mut without = row.before["spec"].clone();
+    without["reconcilers"]
         .as_array_mut()
         .unwrap()
         .retain(|r| r["kind"] != "HelmRepository");
-    row.recovered_with(end, |r| {
-        ensure(r["spec"] == want, || {
-            "want the spec without HelmRepository".into()
+    row.env
+        .wait_report("the report without HelmRepository", soon(&row.env), |r| {
+            row.op.assert_alive();
+            check_ready(r, "True", "Succeeded")?;
+            ensure(r["spec"] == without, || {
+                "want the spec without HelmRepository".into()
+            })
         })
+        .await;
+
+    // The CRD comes back (as it was, less what the server sets) with the fixture's
+    // HelmRepositories, which went with it: the report is the one before the fault again.
+    let mut again = json!({
+        "apiVersion": CRD,
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": HELM_REPOSITORY_CRD},
+        "spec": crd["spec"],
+    });
+    for meta in ["labels", "annotations"] {
+        if crd["metadata"][meta].is_object() {
+            again["metadata"][meta] = crd["metadata"][meta].clone();
+        }
+    }
+    row.env.apply(again).await;
+    let env = &row.env;
+    eventually("the CRD established again", soon(env), || async move {
+        let crd = env
+            .get(CRD, "CustomResourceDefinition", HELM_REPOSITORY_CRD)
+            .await
+            .ok_or("no CRD")?;
+        ensure(
+            condition(&crd, "Established").is_some_and(|c| c["status"] == "True"),
+            || "not established yet".into(),
+        )
     })
     .await;
+    let vars = [("NAMESPACE", env.ns.as_str())];
+    for obj in documents(&fixture("flux-objects.yaml"), &vars) {
+        if obj["kind"] == "HelmRepository" {
+            env.apply(obj).await;
+        }
+    }
+    let end = row.fault_ends();
+    row.recovered(end).await;
     row.nothing_sent_twice().await;
+}
+
+/// The HelmRepositories of other namespaces than the test's, as `namespace/name`.
+async fn helm_repositories_outside(env: &Env) -> Vec<String> {
+    let api: Api<DynamicObject> = Api::all_with(
+        env.client.clone(),
+        &resource("source.toolkit.fluxcd.io/v1", "HelmRepository"),
+    );
+    api.list(&ListParams::default())
+        .await
+        .expect("list HelmRepositories")
+        .items
+        .into_iter()
+        .filter(|o| o.metadata.namespace.as_deref() != Some(env.ns.as_str()))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o.metadata.namespace.unwrap_or_default(),
+                o.metadata.name.unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_410_gone_on_a_continue_token() {
     let name = "fault_410_gone_on_a_continue_token";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    // Two objects a page: the four GitRepositories take two pages.
-    let row = Row::unhealthy(name, impatient().arg("--page-size", "2")).await;
-    let double = row.env.double().expect("the double");
-    let expiry = double.faults().inject(
+    // Two objects a page: the four GitRepositories take two pages, the second one asked for with
+    // the real server's continue token, which the proxy answers 410 `Expired` once.
+    let row = Row::unhealthy(name, proxied().arg("--page-size", "2")).await;
+    let expiry = row.faults().await.inject(
         Fault::expire_continue()
             .path_prefix(GIT_REPOSITORIES)
             .times(1),
     );
-    eventually("the expired token", soon(&row.env), || async {
-        ensure(double.faults().hits(expiry) == 1, || "not yet".into())
-    })
-    .await;
+    row.hit(expiry, 1, "the expired token").await;
     let end = row.fault_ends();
     // The list starts over in the same run: nothing fails, nothing is counted twice.
     row.recovered(end).await;
@@ -134,29 +238,36 @@ async fn fault_410_gone_on_a_continue_token() {
         row.op.runs().iter().all(|r| r["level"] == "INFO"),
         "an incomplete run"
     );
+    let expired: Vec<_> = row
+        .env
+        .proxy()
+        .await
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 410)
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    assert!(
+        expired[0].path.starts_with(GIT_REPOSITORIES)
+            && expired[0].query_param("continue").is_some(),
+        "{expired:#?}"
+    );
     row.nothing_sent_twice().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_429_with_retry_after() {
     let name = "fault_429_with_retry_after";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient()).await;
-    let double = row.env.double().expect("the double");
+    let row = Row::unhealthy(name, proxied()).await;
     // One 429 is waited out (Retry-After: 1) within the run: nothing fails.
-    let once = double.faults().inject(
+    let once = row.faults().await.inject(
         Fault::status(429)
             .retry_after(1)
             .method("GET")
             .path_prefix(HELM_REPOSITORIES)
             .times(1),
     );
-    eventually("the first 429", soon(&row.env), || async {
-        ensure(double.faults().hits(once) == 1, || "not yet".into())
-    })
-    .await;
+    row.hit(once, 1, "the first 429").await;
     let runs = row.op.runs().len();
     more_runs(&row.env, &row.op, 2).await;
     assert!(
@@ -165,7 +276,7 @@ async fn fault_429_with_retry_after() {
         &row.op.runs()[runs..]
     );
     // Throttled for good: HelmRepository fails with the server's message, the rest is kept.
-    let throttled = double.faults().inject(
+    let throttled = row.faults().await.inject(
         Fault::status(429)
             .retry_after(1)
             .method("GET")
@@ -184,26 +295,21 @@ async fn fault_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_burst_of_500_and_503() {
     let name = "fault_a_burst_of_500_and_503";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient()).await;
-    let double = row.env.double().expect("the double");
+    let row = Row::unhealthy(name, proxied()).await;
+    let proxy = row.faults().await;
     let deployments = format!("/apis/apps/v1/namespaces/{}/deployments", row.env.ns);
     let faults = [
-        double
-            .faults()
-            .inject(Fault::status(500).method("GET").path_prefix(&deployments)),
-        double
-            .faults()
-            .inject(Fault::status(503).method("GET").path_prefix(KUSTOMIZATIONS)),
+        proxy.inject(Fault::status(500).method("GET").path_prefix(&deployments)),
+        proxy.inject(Fault::status(503).method("GET").path_prefix(KUSTOMIZATIONS)),
     ];
     // The components section is kept: helm-controller stays not ready, no new transition.
     row.incomplete_until_removed(
         &faults,
         &[
             "components: failed to list Deployments",
-            "an error on the server has prevented the request from succeeding",
+            // The real server's InternalError `Status` message (`NewInternalError` of
+            // k8s.io/apimachinery/pkg/api/errors): "Internal error occurred: <cause>".
+            "Internal error occurred",
             "reconcilers Kustomization",
             "the server is currently unable to handle the request",
         ],
@@ -214,13 +320,10 @@ async fn fault_a_burst_of_500_and_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_request_that_hangs_past_the_request_timeout() {
     let name = "fault_a_request_that_hangs_past_the_request_timeout";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient()).await;
-    let double = row.env.double().expect("the double");
-    let hang = double
+    let row = Row::unhealthy(name, proxied()).await;
+    let hang = row
         .faults()
+        .await
         .inject(Fault::mute().method("GET").path_prefix(KUSTOMIZATIONS));
     // Only that kind (and the sync, found among Kustomizations) fails: /version still answers.
     row.incomplete_until_removed(
@@ -237,17 +340,13 @@ async fn fault_a_request_that_hangs_past_the_request_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_dropped_watch_on_the_flux_report() {
     let name = "fault_a_dropped_watch_on_the_flux_report";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
     // An hour: a run after the start-up ones can only come from the watch.
-    let row = Row::healthy(name, OperatorOpts::every("1h")).await;
+    let row = Row::healthy(name, OperatorOpts::every("1h").through_proxy()).await;
     settle(&row.env, &row.op).await;
-    let double = row.env.double().expect("the double");
     // Every watch ends, and new ones are refused for 2s: the change made meanwhile must still
     // be seen once the watch is back.
-    double
-        .faults()
+    row.faults()
+        .await
         .drop_watches_and_refuse_for(Duration::from_secs(2));
     let requested = unique("after-drop");
     row.env
@@ -272,19 +371,33 @@ async fn fault_a_dropped_watch_on_the_flux_report() {
     row.assert_serving().await;
     assert!(instance_events(&row.env, "Warning").await.is_empty());
     assert!(row.op.receiver.posts().is_empty());
+    watches_were_refused(&row).await;
+}
+
+/// The operator's watches came back after [`flux_reporter_e2e::Faults::drop_watches_and_refuse_for`]
+/// and were refused (503) at least once meanwhile: the fault really happened to them.
+async fn watches_were_refused(row: &Row) {
+    let watches: Vec<_> = row
+        .env
+        .proxy()
+        .await
+        .requests()
+        .into_iter()
+        .filter(|r| r.watch)
+        .collect();
+    assert!(
+        watches.iter().any(|r| r.status == 503),
+        "no watch was refused: {watches:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_a_dropped_watch_on_the_flux_instance() {
     let name = "fault_a_dropped_watch_on_the_flux_instance";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::healthy(name, OperatorOpts::every("1h")).await;
+    let row = Row::healthy(name, OperatorOpts::every("1h").through_proxy()).await;
     settle(&row.env, &row.op).await;
-    let double = row.env.double().expect("the double");
-    double
-        .faults()
+    row.faults()
+        .await
         .drop_watches_and_refuse_for(Duration::from_secs(2));
     // A declared version Flux does not have: seen through the FluxInstance watch only.
     row.env
@@ -311,20 +424,17 @@ async fn fault_a_dropped_watch_on_the_flux_instance() {
     assert_eq!(warning["reason"], "VersionMismatch", "{warning}");
     row.assert_serving().await;
     row.nothing_sent_twice().await;
+    watches_were_refused(&row).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_409_conflict_on_the_report_write() {
     let name = "fault_409_conflict_on_the_report_write";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient()).await;
-    let double = row.env.double().expect("the double");
+    let row = Row::unhealthy(name, proxied()).await;
     let message = "Operation cannot be fulfilled on fluxreports.fluxcd.controlplane.io \"flux\": \
                    the object has been modified; please apply your changes to the latest version \
                    and try again";
-    let conflict = double.faults().inject(
+    let conflict = row.faults().await.inject(
         Fault::status(409)
             .method("PATCH")
             .path(&format!(
@@ -336,10 +446,7 @@ async fn fault_409_conflict_on_the_report_write() {
     );
     // A change the refused write carried: the next run must write it.
     row.env.add_git_repository("during-conflict", 0).await;
-    eventually("the refused write", soon(&row.env), || async {
-        ensure(double.faults().hits(conflict) == 1, || "not yet".into())
-    })
-    .await;
+    row.hit(conflict, 1, "the refused write").await;
     let end = row.fault_ends();
     let expected = expected_reconcilers(
         &row.env,
@@ -349,7 +456,6 @@ async fn fault_409_conflict_on_the_report_write() {
         ],
     )
     .await;
-    let env = &row.env;
     row.recovered_with(end, |r| check_reconcilers(r, &expected))
         .await;
     let failed = row.logged("report run failed");
@@ -366,18 +472,18 @@ async fn fault_409_conflict_on_the_report_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_the_api_server_unreachable_for_a_minute() {
     let name = "fault_the_api_server_unreachable_for_a_minute";
-    if skipped_on_a_real_cluster(name, "stopping the API server needs the double") {
-        return;
-    }
     let outage = Duration::from_secs(
         std::env::var("FAULT_MATRIX_OUTAGE_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
     );
-    let row = Row::unhealthy(name, impatient().leader_elect("fault-matrix-outage")).await;
-    let double = row.env.double().expect("the double");
-    double.faults().stop_serving().await;
+    let row = Row::unhealthy(name, proxied().leader_elect("fault-matrix-outage")).await;
+    // The proxy stops listening and closes every connection: to the operator, the API server
+    // refuses connections.
+    let faults = row.faults().await;
+    faults.stop_serving().await;
+    assert!(!faults.is_serving());
     let stopped = Instant::now();
     let warned = row.op.runs().len();
     let op = &row.op;
@@ -414,7 +520,7 @@ async fn fault_the_api_server_unreachable_for_a_minute() {
     assert_eq!(health(op, "/readyz").await.0, 200);
     tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
     op.assert_alive();
-    double.faults().start_serving().expect("serve again");
+    faults.start_serving().expect("serve again");
     let end = row.fault_ends();
     row.recovered(end).await;
     row.nothing_sent_twice().await;
@@ -423,21 +529,14 @@ async fn fault_the_api_server_unreachable_for_a_minute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_sigterm_in_the_middle_of_a_run() {
     let name = "fault_sigterm_in_the_middle_of_a_run";
-    if skipped_on_a_real_cluster(name, DOUBLE_ONLY) {
-        return;
-    }
-    let row = Row::unhealthy(name, impatient().leader_elect("fault-matrix-first")).await;
-    let double = row.env.double().expect("the double");
-    let held = double.faults().inject(
+    let row = Row::unhealthy(name, proxied().leader_elect("fault-matrix-first")).await;
+    let held = row.faults().await.inject(
         Fault::latency(Duration::from_secs(3))
             .method("GET")
             .path_prefix(KUSTOMIZATIONS)
             .times(1),
     );
-    eventually("a run in progress", soon(&row.env), || async {
-        ensure(double.faults().hits(held) == 1, || "not yet".into())
-    })
-    .await;
+    row.hit(held, 1, "a run in progress").await;
     let last = row.env.report().await.expect("the FluxReport");
     row.op.terminate();
     let status = row
@@ -464,14 +563,14 @@ async fn fault_sigterm_in_the_middle_of_a_run() {
     // FluxInstance status is not announced again.
     let next = row
         .env
-        .start_operator(impatient().leader_elect("fault-matrix-next"))
+        .start_operator(proxied().leader_elect("fault-matrix-next"))
         .await;
     let since = ready_of(&last)["lastTransitionTime"].clone();
     let env = &row.env;
     let before = &row.before["spec"];
     let took = eventually(
         "the next replica's report",
-        recovery_limit(env) + soon(env),
+        recovery_limit() + soon(env),
         || async {
             next.assert_alive();
             let r = env.report().await.ok_or("no FluxReport")?;
@@ -485,7 +584,7 @@ async fn fault_sigterm_in_the_middle_of_a_run() {
     )
     .await;
     print_recovery(name, took);
-    assert!(took <= recovery_limit(env), "recovered in {took:?}");
+    assert!(took <= recovery_limit(), "recovered in {took:?}");
     more_runs(env, &next, 2).await;
     row.nothing_sent_twice().await;
     assert!(

@@ -12,18 +12,10 @@ use flux_reporter_e2e::Fault;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::{Client, Config};
 use serde_json::json;
 
 use common::Env;
-
-async fn client(kubeconfig: &std::path::Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
+use common::env::client_from as client;
 
 fn status_of(e: &kube::Error) -> Option<u16> {
     match e {

@@ -26,7 +26,9 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::common::env::{FIELD_MANAGER, resource};
+use flux_reporter_e2e::seed;
+
+use crate::common::env::{FIELD_MANAGER, client_from, resource};
 use crate::common::{Env, condition, ensure, eventually};
 
 /// The Flux objects of the sample (its CRDs, Nodes and Deployments left out).
@@ -37,16 +39,6 @@ pub const SAMPLE_NODES: usize = 3;
 const SEED_CONCURRENCY: usize = 8;
 /// How long removing a test's cluster-scoped objects may take.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A client for the cluster of a kubeconfig.
-pub async fn client_from(kubeconfig: &Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .unwrap_or_else(|e| panic!("read {}: {e}", kubeconfig.display()));
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", kubeconfig.display()));
-    Client::try_from(config).expect("a Kubernetes client")
-}
 
 /// The admin's client through the test's fault-injecting proxy.
 pub async fn proxied_client(env: &Env) -> Client {
@@ -89,62 +81,14 @@ pub fn relocate(mut obj: Value, ns: &str) -> Value {
     obj
 }
 
-/// Only what an apply may carry: no server-set metadata, no finalizers, no status.
-fn for_apply(mut obj: Value) -> Value {
-    if let Some(meta) = obj["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "managedFields",
-            "selfLink",
-            "deletionTimestamp",
-            "finalizers",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if let Some(o) = obj.as_object_mut() {
-        o.remove("status");
-    }
-    obj
-}
-
-/// Moves the `observedGeneration`s of a status (its own and its conditions') from the dumped
-/// object's generation to the seeded one's, keeping how far behind they were.
-fn rebase_generations(status: &mut Value, dumped: Option<i64>, now: Option<i64>) {
-    let (Some(dumped), Some(now)) = (dumped, now) else {
-        return;
-    };
-    let rebase = |v: &mut Value| {
-        if let Some(observed) = v.as_i64() {
-            *v = json!((now - (dumped - observed)).max(0));
-        }
-    };
-    if let Some(v) = status.get_mut("observedGeneration") {
-        rebase(v);
-    }
-    for c in status
-        .get_mut("conditions")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(v) = c.get_mut("observedGeneration") {
-            rebase(v);
-        }
-    }
-}
-
 /// Writes one namespaced object into the test's namespace: server-side apply, then its status
 /// through the status subresource.
 async fn apply_with_status(env: &Env, obj: Value) {
     let status = obj.get("status").filter(|s| !s.is_null()).cloned();
     let dumped = obj["metadata"]["generation"].as_i64();
-    let applied = env.apply(for_apply(obj)).await;
+    let applied = env.apply(seed::for_apply(&obj)).await;
     if let Some(mut status) = status {
-        rebase_generations(
+        seed::rebase_generations(
             &mut status,
             dumped,
             applied["metadata"]["generation"].as_i64(),
@@ -215,7 +159,7 @@ async fn ensure_sample_crds(env: &Env, objects: &[Value], created: &mut Created)
             continue;
         }
         created.push(crd_ar.clone(), &name);
-        env.apply(for_apply(crd.clone())).await;
+        env.apply(seed::for_apply(crd)).await;
         let served: Api<DynamicObject> = Api::all_with(env.client.clone(), &crd_resource(crd));
         let (crds, served, name) = (&crds, &served, &name);
         eventually(

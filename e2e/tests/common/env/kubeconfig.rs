@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::Env;
 
-pub(super) async fn client_from(kubeconfig: &Path) -> Client {
+pub async fn client_from(kubeconfig: &Path) -> Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .unwrap_or_else(|e| panic!("read kubeconfig {}: {e}", kubeconfig.display()));
     let config =

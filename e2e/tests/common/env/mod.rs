@@ -31,13 +31,12 @@ use serde_json::{Value, json};
 
 use super::poll::eventually;
 use cleanup::ClusterLock;
-use kubeconfig::client_from;
 use rbac::Rbac;
 
 pub use cleanup::Cleanup;
 pub use deployments::DEPLOYMENT_CONTROLLER_VAR;
 pub use flux::{RESOURCE_INFO_LABELS, Stats};
-pub use kubeconfig::write_token_kubeconfig;
+pub use kubeconfig::{client_from, write_token_kubeconfig};
 
 /// Field manager of everything the harness writes.
 pub const FIELD_MANAGER: &str = "flux-reporter-e2e";
