@@ -316,7 +316,10 @@ impl Faults {
             .upgrade();
         if let Some(shared) = shared {
             shared.faults.drop_watches();
-            shared.stop_listening();
+            if let Some(mut tasks) = shared.stop_listening() {
+                // Aborted tasks drop the listening socket when they end: wait for that.
+                tasks.shutdown().await;
+            }
         }
     }
 

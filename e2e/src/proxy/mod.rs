@@ -348,7 +348,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.shared.stop_listening();
+        if let Some(mut tasks) = self.shared.stop_listening() {
+            tasks.abort_all();
+            tasks.detach_all();
+        }
     }
 }
 
@@ -368,14 +371,14 @@ impl Shared {
         *lock(&self.tasks) = Some(tasks);
     }
 
-    pub(crate) fn stop_listening(&self) {
-        if let Some(mut tasks) = lock(&self.tasks).take() {
-            tasks.abort_all();
-            tasks.detach_all();
-        }
+    /// Stops accepting and aborts every connection; the returned set ends once the listening
+    /// socket is closed (await its `shutdown` to be sure a connect is refused).
+    pub(crate) fn stop_listening(&self) -> Option<JoinSet<()>> {
+        let tasks = lock(&self.tasks).take();
         for c in lock(&self.connections).drain(..) {
             c.abort();
         }
+        tasks
     }
 
     pub(crate) fn start_listening(self: &Arc<Self>) -> std::io::Result<()> {

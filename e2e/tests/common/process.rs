@@ -5,7 +5,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -79,7 +79,7 @@ impl OperatorOpts {
 
 pub struct Operator {
     pub name: String,
-    child: Mutex<Child>,
+    child: Arc<Mutex<Child>>,
     pub pid: u32,
     log: PathBuf,
     pub metrics_addr: SocketAddr,
@@ -136,7 +136,7 @@ impl Operator {
         Operator {
             name: opts.pod_name.clone(),
             pid: child.id(),
-            child: Mutex::new(child),
+            child: Arc::new(Mutex::new(child)),
             log,
             metrics_addr,
             health_addr,
@@ -238,6 +238,14 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Operator {
+    /// The process, for [`Env`](super::Env) to stop it before its cleanup: an operator still
+    /// running then would re-create its FluxReport in a namespace being removed.
+    pub(crate) fn process(&self) -> std::sync::Weak<Mutex<Child>> {
+        Arc::downgrade(&self.child)
     }
 }
 

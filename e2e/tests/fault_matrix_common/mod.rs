@@ -78,8 +78,9 @@ pub struct FaultEnd {
 /// One row: its environment, the operator, and the complete report before the fault.
 pub struct Row {
     pub name: &'static str,
-    pub env: Env,
+    // Dropped in this order: the operator first, then the environment and its cleanup.
     pub op: Operator,
+    pub env: Env,
     pub before: Value,
 }
 

@@ -63,10 +63,12 @@ fn name_of(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-/// A Flux object (not a CRD, a Node or a Deployment).
+/// A Flux object the report counts (not a CRD, a Node or a Deployment, nor a FluxReport: the
+/// report does not count itself).
 pub fn is_flux(obj: &Value) -> bool {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default();
-    api_version.contains(".fluxcd.io/") || api_version.starts_with("fluxcd.controlplane.io/")
+    (api_version.contains(".fluxcd.io/") || api_version.starts_with("fluxcd.controlplane.io/"))
+        && kind_of(obj) != "FluxReport"
 }
 
 /// The sample's object as the test's namespace holds it (see the module documentation).

@@ -41,6 +41,15 @@ impl Drop for Env {
     /// server (not through the test's proxy and its faults), bounded in time so a broken
     /// cluster cannot hang the run.
     fn drop(&mut self) {
+        // An operator still running would re-create its FluxReport while the namespace goes,
+        // and a finalized namespace leaves such an object behind in storage.
+        for op in lock(&self.operators).drain(..) {
+            if let Some(child) = op.upgrade() {
+                let mut child = lock(&child);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         let kubeconfig = self.kubeconfig.clone();
         let ns = self.ns.clone();
         let cluster_objects = std::mem::take(&mut *lock(&self.cluster_objects));
@@ -75,6 +84,9 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(90);
 
 async fn clean(client: &Client, ns: &str, cluster_objects: Vec<(ApiResource, String)>) -> Cleanup {
     let mut out = Cleanup::default();
+    // Finalizing a namespace that still holds objects would leave them in storage, out of
+    // sight, for a later namespace of the same name or a cluster-wide list to find.
+    let mut emptied = false;
     match Discovery::new(client.clone()).run().await {
         Ok(discovery) => {
             let kinds = namespaced_kinds(&discovery);
@@ -84,16 +96,23 @@ async fn clean(client: &Client, ns: &str, cluster_objects: Vec<(ApiResource, Str
             // Nothing of Flux's may survive into the next test's report. Other kinds may come
             // back on their own on a full cluster (the `default` ServiceAccount, the
             // `kube-root-ca.crt` ConfigMap): the namespace controller takes them.
+            emptied = true;
             for ar in kinds.iter().filter(|ar| ar.group.ends_with("fluxcd.io")) {
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
                 match api.list(&ListParams::default()).await {
-                    Ok(left) if !left.items.is_empty() => out.problems.push(format!(
-                        "{} {:?} still there after deletion",
-                        ar.kind,
-                        left.items.iter().map(|o| o.name_any()).collect::<Vec<_>>()
-                    )),
+                    Ok(left) if !left.items.is_empty() => {
+                        emptied = false;
+                        out.problems.push(format!(
+                            "{} {:?} still there after deletion",
+                            ar.kind,
+                            left.items.iter().map(|o| o.name_any()).collect::<Vec<_>>()
+                        ))
+                    }
                     Ok(_) => {}
-                    Err(e) => out.problems.push(format!("list {} again: {e}", ar.kind)),
+                    Err(e) => {
+                        emptied = false;
+                        out.problems.push(format!("list {} again: {e}", ar.kind))
+                    }
                 }
             }
         }
@@ -114,7 +133,11 @@ async fn clean(client: &Client, ns: &str, cluster_objects: Vec<(ApiResource, Str
     {
         out.problems.push(format!("delete namespace {ns}: {e}"));
     }
-    if let Err(e) = finalize(&namespaces, ns).await {
+    if !emptied {
+        out.problems.push(format!(
+            "namespace {ns} not finalized: it may still hold objects"
+        ));
+    } else if let Err(e) = finalize(&namespaces, ns).await {
         out.problems.push(format!("finalize namespace {ns}: {e}"));
     }
     out

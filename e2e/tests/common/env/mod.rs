@@ -143,6 +143,8 @@ pub struct Env {
     /// Cluster-scoped objects this test created (RBAC), deleted at the end.
     cluster_objects: Mutex<Vec<(ApiResource, String)>>,
     proxy: tokio::sync::OnceCell<Proxy>,
+    /// The operators started for this test, stopped before the cleanup.
+    operators: Mutex<Vec<std::sync::Weak<Mutex<std::process::Child>>>>,
     /// Does a controller write Deployment status here? Known once the Flux Deployments are
     /// about to be installed ([`Env::deployment_controller`]).
     controllers: OnceLock<bool>,
@@ -167,6 +169,7 @@ impl Env {
             rbac: tokio::sync::Mutex::new(None),
             cluster_objects: Mutex::new(Vec::new()),
             proxy: tokio::sync::OnceCell::new(),
+            operators: Mutex::new(Vec::new()),
             controllers: OnceLock::new(),
             _lock: lock,
         };

@@ -98,7 +98,12 @@ impl Env {
     /// with a token from the TokenRequest API.
     pub async fn start_operator(&self, opts: OperatorOpts) -> Operator {
         let kubeconfig = self.operator_kubeconfig(&opts).await;
-        Operator::start(&kubeconfig, &self.ns, &self.dir, &opts).await
+        self.track(Operator::start(&kubeconfig, &self.ns, &self.dir, &opts).await)
+    }
+
+    fn track(&self, op: Operator) -> Operator {
+        lock(&self.operators).push(op.process());
+        op
     }
 
     /// Starts a replica that reaches the API server through the TCP proxy `proxy` (which
@@ -109,7 +114,7 @@ impl Env {
             .dir
             .join(format!("kubeconfig-via-{}", proxy.addr().port()));
         write_proxied_kubeconfig(&kubeconfig, &through, proxy.addr());
-        Operator::start(&through, &self.ns, &self.dir, &opts).await
+        self.track(Operator::start(&through, &self.ns, &self.dir, &opts).await)
     }
 
     /// Applies a cluster-scoped object (a ClusterRole, a ClusterRoleBinding) and deletes it at
