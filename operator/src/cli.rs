@@ -196,6 +196,8 @@ pub struct ReportArgs {
 pub enum OutputFormat {
     Yaml,
     Json,
+    /// The status page as one self-contained HTML file (inline CSS, no script, no network).
+    Html,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -20,8 +20,8 @@ use super::index::Index;
 pub enum Origin {
     /// The operator, as the pod (or host) named.
     Operator { pod: String },
-    /// `flux-reporter report --from FILE -o html`.
-    Dump { file: String },
+    /// `flux-reporter report -o html`, from a dump (`the dump FILE`) or `the cluster`.
+    OneShot { source: String },
 }
 
 /// The FluxInstance as the page shows it: the verification this replica

@@ -237,9 +237,9 @@ fn foot(h: &mut Html, c: &Ctx<'_>) {
                 .text(pod)
                 .raw(" from its last report run, ");
         }
-        Origin::Dump { file } => {
-            h.raw("Written by flux-reporter report from the dump ")
-                .text(file)
+        Origin::OneShot { source } => {
+            h.raw("Written by flux-reporter report from ")
+                .text(source)
                 .raw(", ");
         }
     }
@@ -474,7 +474,9 @@ fn object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &RowRef<
         .link(&c.object_link(id), row.name())
         .raw("</td><td>");
     state_badge(h, row);
-    h.raw("</td><td>").text(row.reason()).raw("</td><td>");
+    h.raw("</td><td>")
+        .text(row.reason())
+        .raw("</td><td class=\"hide-s\">");
     since_cell(h, c, d.and_then(|d| d.since()));
     h.raw("</td><td class=\"mono hide-s\">")
         .text(&clip(row.revision(), 60))
@@ -483,7 +485,7 @@ fn object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &RowRef<
         .raw("</td></tr>");
 }
 
-const OBJECTS_HEAD: &str = "<div class=\"scroll\"><table><thead><tr><th>Kind</th><th>Namespace</th><th>Name</th><th>State</th><th>Reason</th><th>Since</th><th class=\"hide-s\">Revision</th><th>Message</th></tr></thead><tbody>";
+const OBJECTS_HEAD: &str = "<div class=\"scroll\"><table><thead><tr><th>Kind</th><th>Namespace</th><th>Name</th><th>State</th><th>Reason</th><th class=\"hide-s\">Since</th><th class=\"hide-s\">Revision</th><th>Message</th></tr></thead><tbody>";
 const TABLE_END: &str = "</tbody></table></div>";
 
 fn pager(h: &mut Html, page: usize, pages: usize, link: impl Fn(usize) -> Link) {
@@ -597,12 +599,8 @@ fn group(h: &mut Html, c: &Ctx<'_>, g: &Group, shown: usize) {
                     .raw("</span> ");
             }
             if let Some(src) = d.and_then(|d| d.source()) {
-                h.raw("source ")
-                    .text(src.kind)
-                    .raw(" ")
-                    .text(src.namespace)
-                    .raw("/")
-                    .text(src.name);
+                h.raw("source ");
+                ref_link(h, c, src);
             }
             h.raw("</div>");
         }
@@ -980,6 +978,7 @@ pub fn file(s: &Snapshot) -> String {
     let shown = s.len().min(FILE_MAX_OBJECTS);
     let mut h = Html::with_capacity(capacity(s) + shown * 900);
     head(&mut h, &c, "Flux status", None);
+    h.raw("<main>");
     overview_body(&mut h, &c);
     failing_body(&mut h, &c, 1);
     h.raw("<section class=\"page\" id=\"objects\"><h1>Objects</h1><p class=\"muted\">Every object, by kind. Open a name for its conditions, source and dependencies.");
@@ -1014,6 +1013,7 @@ pub fn file(s: &Snapshot) -> String {
     }
     h.raw("</section>");
     changes_body(&mut h, &c, &VecDeque::new());
+    h.raw("</main>");
     foot(&mut h, &c);
     h.finish()
 }
@@ -1033,7 +1033,9 @@ fn file_object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &Ro
     object_body(h, c, id);
     h.raw("</details></td><td>");
     state_badge(h, row);
-    h.raw("</td><td>").text(row.reason()).raw("</td><td>");
+    h.raw("</td><td>")
+        .text(row.reason())
+        .raw("</td><td class=\"hide-s\">");
     since_cell(h, c, d.and_then(|d| d.since()));
     h.raw("</td><td class=\"mono hide-s\">")
         .text(&clip(row.revision(), 60))
@@ -1092,7 +1094,7 @@ mod tests {
         Snapshot::next(
             None,
             Input {
-                origin: Origin::Dump { file: XSS.into() },
+                origin: Origin::OneShot { source: XSS.into() },
                 namespace: "flux-system",
                 outcome: &outcome,
                 spec: &spec,
