@@ -75,7 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             .enable_all()
             .build()
             .map_err(CliError::Runtime)?
-            .block_on(crate::run::run(args))
+            .block_on(crate::run::run(*args))
             .map_err(CliError::Run),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => runtime()?.block_on(stats::run(args)),

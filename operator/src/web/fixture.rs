@@ -80,7 +80,8 @@ impl Obj {
         self
     }
 
-    fn row(&self) -> ResourceRow {
+    /// Its `flux_resource_info` row.
+    pub fn row(&self) -> ResourceRow {
         ResourceRow {
             uid: format!("uid-{}-{}-{}", self.kind, self.namespace, self.name),
             kind: self.kind.clone(),
@@ -101,7 +102,8 @@ impl Obj {
         }
     }
 
-    fn detail(&self) -> ObjectDetail {
+    /// Its details, as a run keeps them.
+    pub fn detail(&self) -> ObjectDetail {
         let owned = |(kind, namespace, name): &(String, String, String)| OwnedRef {
             kind: kind.clone(),
             namespace: namespace.clone(),

@@ -137,9 +137,25 @@ fn object_json<'a>(s: &'a Snapshot, id: u32, full: bool) -> ObjectJson<'a> {
     }
 }
 
+/// JSON with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026`: the
+/// same data, and inert should a client ever put it into a page (they occur
+/// only inside strings, where the escapes mean the same characters).
 fn to_string(v: &impl Serialize) -> String {
     // Our own types of strings, numbers and lists: they always serialize.
-    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    let text = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    if !text.contains(['<', '>', '&']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for ch in text.chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `/api/v1/report`: the FluxReport as this run computed it.

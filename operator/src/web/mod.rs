@@ -20,5 +20,6 @@ pub mod json;
 pub mod model;
 pub mod pages;
 pub mod query;
+pub mod server;
 
 pub use model::{Change, InstanceView, Origin, Published, Snapshot};
