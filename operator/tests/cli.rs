@@ -297,7 +297,7 @@ fn report_html_from_the_sample_dump_is_one_self_contained_status_page() {
     );
     // Every object is in the file, by kind, each with its details.
     assert_eq!(
-        html.matches("<details id=\"o").count(),
+        html.matches("<div class=\"obj\" id=\"o").count(),
         61,
         "60 Flux objects and the FluxInstance"
     );

@@ -203,7 +203,13 @@ fn head(h: &mut Html, c: &Ctx<'_>, title: &str, here: Option<Nav>) {
     if c.mode == Mode::Server {
         h.raw("<script src=\"/static/refresh.js\" defer></script>");
     }
-    h.raw("</head><body><header><span class=\"brand\">flux-reporter <small>")
+    h.raw("</head><body>");
+    if c.mode == Mode::File {
+        // What the navigation targets: at the top, so the page does not
+        // scroll away from the header; CSS shows the section named.
+        h.raw("<i id=\"overview\" class=\"tab\"></i><i id=\"failing\" class=\"tab\"></i><i id=\"objects\" class=\"tab\"></i><i id=\"changes\" class=\"tab\"></i>");
+    }
+    h.raw("<header><span class=\"brand\">flux-reporter <small>")
         .text(&c.s.namespace);
     if let Some(cluster) = &c.s.spec.cluster {
         h.raw(" · Kubernetes ").text(&cluster.server_version);
@@ -255,7 +261,7 @@ fn open_page(h: &mut Html, c: &Ctx<'_>, id: &'static str, title: &'static str) {
             h.raw("<main>");
         }
         Mode::File => {
-            h.raw("<section class=\"page\" id=\"").raw(id).raw("\">");
+            h.raw("<section class=\"page\" id=\"p-").raw(id).raw("\">");
         }
     }
     h.raw("<h1>").raw(title).raw("</h1>");
@@ -366,7 +372,9 @@ fn overview_body(h: &mut Html, c: &Ctx<'_>) {
                     h.raw("<span class=\"badge b-warn\">Unknown</span>");
                 }
             }
-            h.raw(" ").text(&i.reason).raw("</dd></dl>");
+            h.raw("</dd><dt>Reason</dt><dd>")
+                .text(&i.reason)
+                .raw("</dd></dl>");
             if !i.message.is_empty() {
                 h.raw("<div class=\"msg\">").text(&i.message).raw("</div>");
             }
@@ -636,7 +644,7 @@ fn group(h: &mut Html, c: &Ctx<'_>, g: &Group, shown: usize) {
         }
     }
     if !g.dependants.is_empty() {
-        h.raw("<div>")
+        h.raw("<div class=\"deps\">")
             .num(g.dependants.len() as i64)
             .raw(if g.dependants.len() == 1 {
                 " object fails or waits because of it:"
@@ -981,7 +989,7 @@ pub fn file(s: &Snapshot) -> String {
     h.raw("<main>");
     overview_body(&mut h, &c);
     failing_body(&mut h, &c, 1);
-    h.raw("<section class=\"page\" id=\"objects\"><h1>Objects</h1><p class=\"muted\">Every object, by kind. Open a name for its conditions, source and dependencies.");
+    h.raw("<section class=\"page\" id=\"p-objects\"><h1>Objects</h1><p class=\"muted\">Every object, by kind. Open a name for its conditions, source and dependencies.");
     if shown < s.len() {
         h.raw(" This file lists the first ")
             .num(shown as i64)
@@ -1025,13 +1033,15 @@ fn file_object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &Ro
         .text(&kind.kind)
         .raw("</td><td>")
         .text(row.exported_namespace())
-        .raw("</td><td><details id=\"o")
-        .num(id)
-        .raw("\"><summary>")
+        .raw("</td><td><details><summary>")
         .text(row.name())
-        .raw("</summary>");
+        .raw("</summary><div class=\"obj\" id=\"o")
+        .num(id)
+        .raw("\">");
+    // The id is inside the details: a link to it opens them (HTML's
+    // "ancestor details revealing algorithm" on fragment navigation).
     object_body(h, c, id);
-    h.raw("</details></td><td>");
+    h.raw("</div></details></td><td>");
     state_badge(h, row);
     h.raw("</td><td>")
         .text(row.reason())
