@@ -196,8 +196,9 @@ pub fn snapshot(objects: &[Obj], at: i64) -> Snapshot {
     )
 }
 
-/// `n` objects over the usual Flux kinds and 50 namespaces, about 5% failing,
-/// a few waiting on them, some suspended: what `bench_web` renders.
+/// `n` objects over six Flux kinds and 50 namespaces: about 5% failing, some
+/// of them because their source fails, 1.7% waiting on a failing
+/// Kustomization, 1% suspended: what `bench_web` renders.
 pub fn many(n: usize, at: i64) -> Vec<Obj> {
     const KINDS: [&str; 6] = [
         "GitRepository",
@@ -218,15 +219,20 @@ pub fn many(n: usize, at: i64) -> Vec<Obj> {
             if kind == "Kustomization" {
                 o = o.source("GitRepository", &ns, &format!("app-{:06}", i - 3));
             }
-            if i % 20 == 3 {
+            // Every 60th a broken GitRepository: the Kustomization three
+            // objects on takes its artifact from it and fails too, and the
+            // one six on waits on that Kustomization.
+            if i % 20 == 3 || (kind == "GitRepository" && i % 60 == 0) {
                 o = o.failing(
                     "GitOperationFailed",
                     "failed to checkout and determine revision: unable to clone \
                      'https://github.com/example-org/app.git': authentication required",
                 );
             } else if i % 20 == 9 && kind == "Kustomization" {
+                // The failing Kustomization six objects before, in its namespace.
+                let dep_ns = format!("team-{:02}", ((i - 6) / KINDS.len()) % 50);
                 o = o
-                    .depends_on("Kustomization", &ns, &format!("app-{:06}", i - 6))
+                    .depends_on("Kustomization", &dep_ns, &format!("app-{:06}", i - 6))
                     .waiting();
             } else if i % 97 == 0 {
                 o = o.suspended();

@@ -583,4 +583,20 @@ mod tests {
         };
         assert_eq!(s.index().lookup(&s, absent), None);
     }
+
+    #[test]
+    fn the_benchmark_objects_have_chains_of_root_causes() {
+        let s = snapshot(&crate::web::fixture::many(600, T), T);
+        let f = &s.index().failing;
+        assert_eq!((f.failing, f.waiting), (40, 10));
+        // 10 GitRepositories each with the Kustomization that fails because
+        // of it and the one waiting on that; 20 failing on their own.
+        let chains: Vec<&Group> = f
+            .groups
+            .iter()
+            .filter(|g| g.dependants.len() == 2)
+            .collect();
+        assert_eq!(chains.len(), 10);
+        assert_eq!(f.groups.len(), 30);
+    }
 }
