@@ -117,10 +117,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Bind before anything else, so a taken port is a clear error at start.
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
-    let web_listener = if args.web_addr.trim().is_empty() {
-        None
-    } else {
-        Some(server::bind(args.web_addr.trim()).await?)
+    // The status page is optional: a taken port turns it off, loudly, rather
+    // than stopping the report (two operators on one host, e.g. the e2e
+    // tests, would otherwise not both start on the default address).
+    let web_listener = match args.web_addr.trim() {
+        "" => None,
+        addr => match server::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "the status page is off: set --web-addr to a free address, or to \"\" to turn it off"
+                );
+                None
+            }
+        },
     };
     let metrics_server = if args.metrics_secure.metrics_secure {
         let secure = Secure::new(&args.metrics_secure, client.clone(), &args.namespace)
