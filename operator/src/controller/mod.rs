@@ -374,10 +374,12 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     }
     // Published after the writes, so that `flux_instance_info` shows the
     // FluxInstance as this run left it.
-    ctx.metrics.publish(&outcome, &spec);
+    // The page first: the rows the old page held are then freed with the old
+    // metric set, before `publish` hands the freed memory back (`allocator::trim`).
     if let Some(web) = &ctx.web {
         publish_page(ctx, web, &outcome, &spec, verified);
     }
+    ctx.metrics.publish(&outcome, &spec);
     ctx.health.set_ready();
     state.previous = Some(spec);
     result
