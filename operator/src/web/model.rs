@@ -190,6 +190,11 @@ impl Snapshot {
     pub fn index(&self) -> &Index {
         self.index.get_or_init(|| Index::build(self))
     }
+
+    /// Whether a page has needed the index yet: no page view, no work.
+    pub fn index_built(&self) -> bool {
+        self.index.get().is_some()
+    }
 }
 
 /// One health transition this replica emitted (an event).

@@ -142,7 +142,11 @@ pub fn router(published: Arc<Published>, limits: Limits) -> Router {
 
 /// Method, size and rate, then the security headers on every answer.
 async fn guard(req: Request, next: Next, limits: Limits) -> Response {
-    let mut response = check(&req, &limits).unwrap_or(next.run(req).await);
+    // A request refused here never reaches a handler (nothing is rendered for it).
+    let mut response = match check(&req, &limits) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
     let h = response.headers_mut();
     let set = |h: &mut header::HeaderMap, name, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -760,6 +764,40 @@ mod tests {
             None => {}
             Some(r) => assert_eq!(r.status, 431, "{r:?}"),
         }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_renders_nothing() {
+        let limits = Limits {
+            burst: 1,
+            per_second: 1,
+            ..Limits::default()
+        };
+        let server = start(limits).await;
+        let addr = server.addr;
+        server.published.store(sample());
+        let built = || server.published.load().unwrap().index_built();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        for (request, status) in [
+            ("GET /static/refresh.js HTTP/1.1\r\nHost: t\r\n\r\n", 200),
+            // The connection's budget is spent: throttled before any handler.
+            ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", 429),
+            // Refused for its method before the budget is even looked at.
+            (
+                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+                405,
+            ),
+        ] {
+            let r = exchange(&mut s, request, false).await.unwrap();
+            assert_eq!(r.status, status, "{request}");
+        }
+        assert!(
+            !built(),
+            "neither the refused POST nor the throttled GET rendered a page"
+        );
+        assert_eq!(get(addr, "/").await.status, 200);
+        assert!(built(), "a page that was served did");
         server.stop().await;
     }
 
