@@ -235,12 +235,17 @@ impl Failing {
                 (roots.len() - 1) as u32
             })
         };
+        // One path and its positions, reused from walk to walk.
+        let mut path: Vec<u32> = Vec::new();
+        let mut on_path: HashMap<u32, usize> = HashMap::new();
         for &id in &problems {
             if memo.contains_key(&id) {
                 continue;
             }
-            let mut path = vec![id];
-            let mut on_path: HashMap<u32, usize> = HashMap::from([(id, 0)]);
+            path.clear();
+            path.push(id);
+            on_path.clear();
+            on_path.insert(id, 0);
             let root = loop {
                 let cur = *path.last().expect("the path starts with the object");
                 match cause(s, ix, cur) {
@@ -272,7 +277,7 @@ impl Failing {
                     }
                 }
             };
-            for x in path {
+            for &x in &path {
                 memo.insert(x, root);
             }
         }

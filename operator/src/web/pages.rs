@@ -379,7 +379,7 @@ fn overview_body(h: &mut Html, c: &Ctx<'_>) {
                 h.raw("<div class=\"msg\">").text(&i.message).raw("</div>");
             }
             if !i.verified_here {
-                h.raw("<div class=\"muted\">as its status says; the leader verifies it</div>");
+                h.raw("<div class=\"muted\">As its status says: this replica did not verify it this run (it is not the leader, or the Flux Operator owns the FluxInstance).</div>");
             }
         }
         None => {
