@@ -217,6 +217,61 @@ fn bench(n: usize) {
     );
 }
 
+/// The worst case of the failing page: every object failing (each
+/// Kustomization under its failing GitRepository).
+fn bench_all_failing(n: usize) {
+    let objects: Vec<Obj> = fixture::many(n, T)
+        .into_iter()
+        .map(|o| {
+            if o.ready == "True" && !o.suspended {
+                o.failing("ReconciliationFailed", "everything is failing")
+            } else {
+                o
+            }
+        })
+        .collect();
+    let s: Snapshot = fixture::snapshot(&objects, T);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        std::hint::black_box(Index::build(&s));
+        times.push(start.elapsed());
+    }
+    let f = &s.index().failing;
+    println!(
+        "\n## {n} objects, all failing\nindex: {}; {} failing, {} waiting, {} root causes",
+        ms(median(times)),
+        f.failing,
+        f.waiting,
+        f.groups.len()
+    );
+    let c = Ctx {
+        s: &s,
+        mode: Mode::Server,
+        now: T,
+    };
+    println!("| page | median | size | allocated per render |");
+    println!("|---|---|---|---|");
+    for (name, f) in [
+        (
+            "failing, page 1",
+            Box::new(|| pages::failing(&c, 1)) as Render<'_>,
+        ),
+        (
+            "failing, last page",
+            Box::new(|| pages::failing(&c, usize::MAX)),
+        ),
+        (
+            "objects, failing=true",
+            Box::new(|| pages::objects(&c, &params(&[("failing", "true")]))),
+        ),
+        ("/api/v1/failing, page 1", Box::new(|| json::failing(&s, 1))),
+    ] {
+        let (t, size, allocated) = measure(f);
+        println!("| {name} | {} | {} | {} |", ms(t), kb(size), kb(allocated));
+    }
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
@@ -231,7 +286,10 @@ fn main() {
         "flux-reporter status page benchmark: median of {ITERATIONS} renders, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    for n in sizes {
+    for &n in &sizes {
         bench(n);
+    }
+    if let Some(&n) = sizes.iter().max() {
+        bench_all_failing(n);
     }
 }

@@ -72,18 +72,24 @@ impl Group {
     /// `Kind/namespace/name` of the root (for a cycle, of the member that
     /// sorts first): what `/objects?cause=` names.
     pub fn key(&self, s: &Snapshot) -> String {
+        let (kind, namespace, name) = self.sort_key(s);
+        format!("{kind}/{namespace}/{name}")
+    }
+
+    /// Kind, namespace and name of the root, as [`Group::key`] names it, borrowed.
+    fn sort_key<'a>(&'a self, s: &'a Snapshot) -> (&'a str, &'a str, &'a str) {
+        let of = |id: u32| {
+            let (kind, row) = s.object(id);
+            (kind.kind.as_str(), row.exported_namespace(), row.name())
+        };
         match &self.root {
-            Root::Object(id) => object_key(s, *id),
+            Root::Object(id) => of(*id),
             Root::Missing {
                 kind,
                 namespace,
                 name,
-            } => format!("{kind}/{namespace}/{name}"),
-            Root::Cycle(ids) => ids
-                .iter()
-                .map(|id| object_key(s, *id))
-                .min()
-                .unwrap_or_default(),
+            } => (kind, namespace, name),
+            Root::Cycle(ids) => ids.iter().map(|id| of(*id)).min().unwrap_or_default(),
         }
     }
 
@@ -107,12 +113,6 @@ pub fn object_key(s: &Snapshot, id: u32) -> String {
 enum Target<'a> {
     Object(u32),
     Missing(ObjRef<'a>),
-}
-
-#[derive(Hash, PartialEq, Eq)]
-enum RootKey {
-    Object(u32),
-    Missing(String, String, String),
 }
 
 impl Index {
@@ -226,20 +226,23 @@ impl Failing {
                 None => {}
             }
         }
+        const NONE: u32 = u32::MAX;
         let mut roots: Vec<Root> = Vec::new();
-        let mut root_index: HashMap<RootKey, u32> = HashMap::new();
-        let mut memo: HashMap<u32, u32> = HashMap::new();
-        let mut intern = |key: RootKey, root: Root, roots: &mut Vec<Root>| -> u32 {
-            *root_index.entry(key).or_insert_with(|| {
-                roots.push(root);
-                (roots.len() - 1) as u32
-            })
+        // Missing objects are named by several dependants: one root each.
+        let mut missing: HashMap<(String, String, String), u32> = HashMap::new();
+        // The root (its place in `roots`) of every object walked so far.
+        let mut memo: Vec<u32> = vec![NONE; s.len()];
+        // A new root: an object or a cycle is reached once (a walk that meets
+        // an object walked before takes its root), so it is never there yet.
+        let push = |root: Root, roots: &mut Vec<Root>| -> u32 {
+            roots.push(root);
+            (roots.len() - 1) as u32
         };
         // One path and its positions, reused from walk to walk.
         let mut path: Vec<u32> = Vec::new();
         let mut on_path: HashMap<u32, usize> = HashMap::new();
         for &id in &problems {
-            if memo.contains_key(&id) {
+            if memo[id as usize] != NONE {
                 continue;
             }
             path.clear();
@@ -249,28 +252,33 @@ impl Failing {
             let root = loop {
                 let cur = *path.last().expect("the path starts with the object");
                 match cause(s, ix, cur) {
-                    None => break intern(RootKey::Object(cur), Root::Object(cur), &mut roots),
+                    None => break push(Root::Object(cur), &mut roots),
                     Some(Target::Missing(r)) => {
-                        let key = RootKey::Missing(
+                        let key = (
                             r.kind.to_string(),
                             r.namespace.to_string(),
                             r.name.to_string(),
                         );
-                        let root = Root::Missing {
-                            kind: r.kind.to_string(),
-                            namespace: r.namespace.to_string(),
-                            name: r.name.to_string(),
-                        };
-                        break intern(key, root, &mut roots);
+                        if let Some(&g) = missing.get(&key) {
+                            break g;
+                        }
+                        let g = push(
+                            Root::Missing {
+                                kind: key.0.clone(),
+                                namespace: key.1.clone(),
+                                name: key.2.clone(),
+                            },
+                            &mut roots,
+                        );
+                        missing.insert(key, g);
+                        break g;
                     }
                     Some(Target::Object(t)) => {
                         if let Some(&at) = on_path.get(&t) {
-                            let cycle = path[at..].to_vec();
-                            let first = *cycle.iter().min().expect("a cycle has members");
-                            break intern(RootKey::Object(first), Root::Cycle(cycle), &mut roots);
+                            break push(Root::Cycle(path[at..].to_vec()), &mut roots);
                         }
-                        if let Some(&r) = memo.get(&t) {
-                            break r;
+                        if memo[t as usize] != NONE {
+                            break memo[t as usize];
                         }
                         on_path.insert(t, path.len());
                         path.push(t);
@@ -278,7 +286,7 @@ impl Failing {
                 }
             };
             for &x in &path {
-                memo.insert(x, root);
+                memo[x as usize] = root;
             }
         }
         let mut groups: Vec<Group> = roots
@@ -290,7 +298,7 @@ impl Failing {
             })
             .collect();
         for &id in &problems {
-            let g = memo[&id] as usize;
+            let g = memo[id as usize] as usize;
             let in_root = match &groups[g].root {
                 Root::Object(r) => *r == id,
                 Root::Cycle(ids) => ids.contains(&id),
@@ -305,7 +313,11 @@ impl Failing {
                 .sort_by_key(|id| (std::cmp::Reverse(since(s, *id)), *id));
             g.newest = g.members().map(|id| since(s, id)).max().unwrap_or(0);
         }
-        groups.sort_by_cached_key(|g| (std::cmp::Reverse(g.newest), g.key(s)));
+        groups.sort_by(|a, b| {
+            b.newest
+                .cmp(&a.newest)
+                .then_with(|| a.sort_key(s).cmp(&b.sort_key(s)))
+        });
         for (n, g) in groups.iter().enumerate() {
             for id in g.members() {
                 out.group_of.push((id, n as u32));
@@ -324,7 +336,9 @@ impl Failing {
 
     /// The group whose [`Group::key`] is `key`.
     pub fn group_by_key(&self, s: &Snapshot, key: &str) -> Option<&Group> {
-        self.groups.iter().find(|g| g.key(s) == key)
+        let mut parts = key.splitn(3, '/');
+        let want = (parts.next()?, parts.next()?, parts.next()?);
+        self.groups.iter().find(|g| g.sort_key(s) == want)
     }
 }
 
