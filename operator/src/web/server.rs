@@ -228,7 +228,17 @@ where
         } else {
             "no report computed yet; the page appears after the first report run\n".into()
         };
-        let mut r = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+        let content_type = if json {
+            JSON
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response();
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return r;
@@ -572,7 +582,10 @@ mod tests {
         let addr = server.addr;
         let before = get(addr, "/").await;
         assert_eq!(before.status, 503, "no report yet");
-        assert_eq!(get(addr, "/api/v1/report").await.status, 503);
+        assert_eq!(before.header("retry-after"), Some("5"));
+        let r = get(addr, "/api/v1/report").await;
+        assert_eq!((r.status, r.header("content-type")), (503, Some(JSON)));
+        assert_eq!(r.json()["error"], "no report computed yet");
 
         server.published.store(sample());
         for (path, content_type) in [
