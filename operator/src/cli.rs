@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator: keep the FluxReport, metrics and events up to date.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compute the report once and print the FluxReport; writes nothing.
     Report(ReportArgs),
     /// Print reconciler statistics as `flux stats` does.
@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// Address of the /healthz and /readyz endpoints.
     #[arg(long, env = "HEALTH_ADDR", default_value = "0.0.0.0:8081")]
     pub health_addr: String,
+    /// Address of the status page (read-only HTML and JSON from the last
+    /// report run); empty disables it. Loopback by default: reach it with
+    /// `kubectl port-forward`.
+    #[arg(long, env = "WEB_ADDR", default_value = "127.0.0.1:9080")]
+    pub web_addr: String,
     /// Address of notification-controller's event receiver; empty = derived
     /// from the notification-controller Deployment in the namespace.
     #[arg(long, env = "NOTIFICATION_CONTROLLER_ADDRESS", default_value = "")]
@@ -196,6 +201,8 @@ pub struct ReportArgs {
 pub enum OutputFormat {
     Yaml,
     Json,
+    /// The status page as one self-contained HTML file (inline CSS, no script, no network).
+    Html,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -17,3 +17,4 @@ pub mod run;
 pub mod server;
 pub mod transitions;
 pub mod watchdog;
+pub mod web;

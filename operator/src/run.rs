@@ -19,6 +19,7 @@ use crate::leader::{LeaderConfig, LeaderElector};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::metrics_secure::{self, Secure};
 use crate::server::{self, Health};
+use crate::web;
 
 /// How long SIGTERM waits for the report loop, then for the lease release:
 /// together well inside Kubernetes' default 30 s grace period.
@@ -116,6 +117,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Bind before anything else, so a taken port is a clear error at start.
     let metrics_listener = server::bind(&args.metrics_addr).await?;
     let health_listener = server::bind(&args.health_addr).await?;
+    // The status page is optional: a taken port turns it off, loudly, rather
+    // than stopping the report (two operators on one host, e.g. the e2e
+    // tests, would otherwise not both start on the default address).
+    let web_listener = match args.web_addr.trim() {
+        "" => None,
+        addr => match server::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "the status page is off: set --web-addr to a free address, or to \"\" to turn it off"
+                );
+                None
+            }
+        },
+    };
     let metrics_server = if args.metrics_secure.metrics_secure {
         let secure = Secure::new(&args.metrics_secure, client.clone(), &args.namespace)
             .context("--metrics-secure")?;
@@ -151,6 +168,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         health.clone(),
         shutdown(shutdown_rx.clone()),
     ));
+    let web = web_listener
+        .as_ref()
+        .map(|_| Arc::new(web::Published::new()));
+    let web_server = match (web_listener, &web) {
+        (Some(listener), Some(published)) => {
+            tracing::info!(address = %args.web_addr.trim(), "serving the status page");
+            tokio::spawn(web::server::serve(
+                listener,
+                published.clone(),
+                web::server::Limits::default(),
+                shutdown(shutdown_rx.clone()),
+            ))
+        }
+        // Disabled: a task that ends only with the others.
+        _ => {
+            let stop = shutdown(shutdown_rx.clone());
+            tokio::spawn(async move {
+                stop.await;
+                Ok(())
+            })
+        }
+    };
 
     let (leader_rx, elector) = if args.leader_elect {
         let elector = LeaderElector::new(
@@ -169,6 +208,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut options = Options::new(&args.namespace, build_info::operator_info());
     options.propagate_labels = propagate;
+    // The status page needs each object's details; without it they cost nothing.
+    options.object_details = web.is_some();
     let ctx = Context {
         client,
         reads: api.reads.clone(),
@@ -194,11 +235,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         reporting_instance: pod_name(),
         leader: leader_rx,
         shutdown: shutdown_rx.clone(),
+        web,
     };
 
     let mut loop_task = tokio::spawn(controller::run(ctx));
     let mut metrics_server = metrics_server;
     let mut health_server = health_server;
+    let mut web_server = web_server;
     // A server that stops (it cannot serve) ends the process with its error.
     enum First {
         Loop,
@@ -207,6 +250,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let first = tokio::select! {
         r = &mut metrics_server => First::Server(flatten(r).context(format!("metrics server on {}", args.metrics_addr))),
         r = &mut health_server => First::Server(flatten(r).context(format!("health server on {}", args.health_addr))),
+        r = &mut web_server => First::Server(flatten(r).context(format!("status page on {}", args.web_addr))),
         _ = &mut loop_task => First::Loop,
     };
     health.set_not_ready("shutting down");
@@ -230,6 +274,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         First::Loop => {
             let _ = tokio::time::timeout(Duration::from_secs(2), metrics_server).await;
             let _ = tokio::time::timeout(Duration::from_secs(2), health_server).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), web_server).await;
         }
     }
     if let Some(elector) = elector {

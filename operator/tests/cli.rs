@@ -238,3 +238,68 @@ fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn report_html_from_the_sample_dump_is_one_self_contained_status_page() {
+    let out = run(&[
+        "report",
+        "--from",
+        "examples/flux-cluster-dump.yaml",
+        "-o",
+        "html",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = stdout(&out);
+    assert!(html.starts_with("<!doctype html>"), "{}", &html[..100]);
+    // Self-contained: inline CSS under a CSP that allows nothing else; no
+    // script, no stylesheet, image or font to fetch, no form to submit.
+    assert!(html.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src &#39;none&#39;; style-src &#39;sha256-"));
+    for fetch in ["<script", "<link", "src=", "url(", "@import", "<form"] {
+        assert!(!html.contains(fetch), "{fetch}");
+    }
+    // Overview: the failing component, the FluxInstance verified as the
+    // operator verifies it, the sync, the reconcilers with the report's counts.
+    assert!(html.contains("<td>image-automation-controller</td><td><span class=\"badge b-bad\">False</span></td><td>InProgress Available: 0/1</td>"), "component");
+    assert!(
+        html.contains("ComponentsNotReady"),
+        "FluxInstance verification"
+    );
+    assert!(
+        html.contains(
+            "component image-automation-controller is not ready: InProgress Available: 0/1"
+        )
+    );
+    assert!(
+        html.contains("https://github.com/example-org/fleet-infra.git"),
+        "sync source"
+    );
+    assert!(
+        html.contains("Failing (10)"),
+        "as many failing as the FluxReport counts"
+    );
+    assert!(
+        html.contains("10 failing objects</a> and 3 waiting on a dependency, in 9 root causes")
+    );
+    // Failing, by root cause: the ImagePolicy waits on the ImageRepository
+    // that cannot authenticate, and is listed under it.
+    let repo = html
+        .find("<span class=\"badge b-info\">ImageRepository</span><span class=\"who\"><a href=\"#o")
+        .expect("the ImageRepository is a root cause");
+    let group = &html[repo..html[repo..].find("</section>").map(|e| repo + e).unwrap()];
+    assert!(group.contains("team-a/frontend"), "{group}");
+    assert!(
+        group.contains("1 object fails or waits because of it"),
+        "{group}"
+    );
+    assert!(
+        group.contains("<td>ImagePolicy</td><td>team-a</td>"),
+        "{group}"
+    );
+    // Every object is in the file, by kind, each with its details.
+    assert_eq!(
+        html.matches("<div class=\"obj\" id=\"o").count(),
+        61,
+        "60 Flux objects and the FluxInstance"
+    );
+    assert!(html.contains("<h3 id=\"k-GitRepository\">GitRepository (6)</h3>"));
+}

@@ -112,6 +112,9 @@ pub struct Options {
     /// Build the per-object metric rows (the operator does; one-shot
     /// commands do not need them, and then memory does not grow with objects).
     pub metric_rows: bool,
+    /// Keep the status page's details with the rows (`metrics::Detail`), and
+    /// rows for the operator kinds: the operator with `--web-addr`, `report -o html`.
+    pub object_details: bool,
 }
 
 impl Options {
@@ -124,6 +127,7 @@ impl Options {
             max_failing_objects: 20,
             max_malformed: 20,
             metric_rows: true,
+            object_details: false,
         }
     }
 }
@@ -137,6 +141,10 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// `flux_resource_info` rows per kind, for every kind listed successfully.
     pub resource_rows: BTreeMap<String, ResourceRows>,
+    /// The rows of the operator kinds (FluxInstance, ResourceSet, …), with
+    /// details, when [`Options::object_details`] asks for them: the status
+    /// page lists them, `flux_resource_info` does not.
+    pub operator_rows: BTreeMap<String, ResourceRows>,
     /// `flux_instance_info` rows; `None` when FluxInstances could not be listed.
     pub instance_rows: Option<Vec<InstanceRow>>,
     pub failing_objects: Vec<FailingObject>,
@@ -189,11 +197,15 @@ struct KindScan<'a> {
 
 impl<'a> KindScan<'a> {
     fn new(kind: &'a FluxKind, opts: &'a Options, roots: Option<&'a mut RootCandidates>) -> Self {
+        let mut rows = ResourceRowsBuilder::new(&kind.kind, opts.propagate_labels.len());
+        if opts.object_details {
+            rows = rows.with_details();
+        }
         KindScan {
             kind,
             opts,
             stats: KindStats::default(),
-            rows: ResourceRowsBuilder::new(&kind.kind, opts.propagate_labels.len()),
+            rows,
             instances: Vec::new(),
             instance_sync_name: None,
             roots,
@@ -268,8 +280,12 @@ impl ObjectSink for KindScan<'_> {
                     self.instance_sync_name = Some(name.to_string());
                 }
             }
-        } else if self.opts.metric_rows {
-            self.rows.push_object(&obj, &self.opts.propagate_labels);
+            if self.opts.object_details {
+                self.rows.push_object_as(&obj, &[], true);
+            }
+        } else if self.opts.metric_rows || self.opts.object_details {
+            self.rows
+                .push_object_as(&obj, &self.opts.propagate_labels, false);
         }
         if let Some(roots) = self.roots.as_deref_mut() {
             roots.observe(&obj);
@@ -396,6 +412,10 @@ pub async fn compute<S: Source>(source: &S, opts: &Options) -> Outcome {
                     instances_listed = true;
                     instances = std::mem::take(&mut scan.instances);
                     instance_sync_name = scan.instance_sync_name.take();
+                }
+                if opts.object_details {
+                    let rows = std::mem::take(&mut scan.rows).finish();
+                    out.operator_rows.insert(kind.kind.clone(), rows);
                 }
                 absorb(
                     &mut out,

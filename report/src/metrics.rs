@@ -267,6 +267,9 @@ struct Packed {
     /// `width` propagated label values per row, row after row.
     extra: Vec<Sym>,
     width: usize,
+    /// What the status page shows beyond the labels, when asked for
+    /// ([`ResourceRowsBuilder::with_details`]); in the same string table.
+    details: Option<Details>,
 }
 
 impl ResourceRows {
@@ -285,12 +288,23 @@ impl ResourceRows {
 
     /// Each row's label values, borrowed: what encoding reads.
     pub fn refs(&self) -> impl ExactSizeIterator<Item = RowRef<'_>> {
+        (0..self.0.rows.len()).map(move |i| self.row(i))
+    }
+
+    /// Row `i` (panics past the end, as indexing does).
+    pub fn row(&self, i: usize) -> RowRef<'_> {
         let p = &*self.0;
-        (0..p.rows.len()).map(move |i| RowRef {
+        RowRef {
             values: &p.rows[i],
             extra: &p.extra[i * p.width..(i + 1) * p.width],
             strings: &p.strings,
-        })
+            details: p.details.as_ref().map(|d| (d, i)),
+        }
+    }
+
+    /// Whether the rows carry the status page's details.
+    pub fn has_details(&self) -> bool {
+        self.0.details.is_some()
     }
 
     /// Each row with its own strings (allocates: for tests and tools).
@@ -305,6 +319,7 @@ impl ResourceRows {
             + p.strings.bytes()
             + p.rows.capacity() * size_of::<[Sym; FIELDS]>()
             + p.extra.capacity() * size_of::<Sym>()
+            + p.details.as_ref().map_or(0, Details::bytes)
     }
 
     /// Whether both hold the same strings, not copies of them.
@@ -358,6 +373,7 @@ pub struct RowRef<'a> {
     values: &'a [Sym; FIELDS],
     extra: &'a [Sym],
     strings: &'a Strings,
+    details: Option<(&'a Details, usize)>,
 }
 
 impl<'a> RowRef<'a> {
@@ -405,6 +421,15 @@ impl<'a> RowRef<'a> {
         self.extra.get(n).map_or("", |s| self.strings.get(*s))
     }
 
+    /// The status page's details of the object, when the rows keep them.
+    pub fn detail(&self) -> Option<Detail<'a>> {
+        self.details.map(|(d, i)| Detail {
+            d,
+            i,
+            strings: self.strings,
+        })
+    }
+
     pub fn to_row(&self, kind: &str) -> ResourceRow {
         ResourceRow {
             uid: self.uid().into(),
@@ -438,6 +463,7 @@ pub struct ResourceRowsBuilder {
     extra: Vec<Sym>,
     width: usize,
     kind: String,
+    details: Option<Details>,
 }
 
 impl Default for ResourceRowsBuilder {
@@ -457,7 +483,134 @@ impl ResourceRowsBuilder {
             extra: Vec::new(),
             width,
             kind: kind.to_string(),
+            details: None,
         }
+    }
+
+    /// Keep the status page's details of each object too ([`Detail`]).
+    pub fn with_details(mut self) -> Self {
+        self.details = Some(Details::default());
+        self
+    }
+
+    /// The row of one object, as [`push_object`](Self::push_object) makes it,
+    /// and its details when kept: `operator_kind` says how the object is
+    /// suspended (`reconcilers::is_suspended`).
+    pub fn push_object_as(&mut self, obj: &FluxObject, propagate: &[String], operator_kind: bool) {
+        self.push_object(obj, propagate);
+        if self.details.is_none() {
+            return;
+        }
+        let kind = self.kind.clone();
+        let ready = obj.condition(READY_CONDITION);
+        let ready_true = ready.is_some_and(|c| c.status.str() == "True");
+        let mut row = DetailRow {
+            since: ready
+                .and_then(|c| since(c.last_transition_time.str()))
+                .unwrap_or(0),
+            message: 0,
+            source: [0; 3],
+            deps_end: 0,
+            conditions_end: 0,
+            flags: 0,
+        };
+        if crate::reconcilers::is_suspended(obj, operator_kind) {
+            row.flags |= SUSPENDED;
+        }
+        if crate::reconcilers::is_failing(obj, operator_kind) {
+            row.flags |= FAILING;
+        }
+        if !ready_true && let Some(c) = ready {
+            row.message = self.intern(&message(c.message.str()));
+        }
+        if let Some((k, ns, name)) = source_of(&kind, obj) {
+            row.source = [self.intern(k), self.intern(ns), self.intern(&name)];
+        }
+        if let Some(spec) = obj.spec() {
+            for d in spec.depends_on.iter() {
+                let Some(name) = d.name.non_empty() else {
+                    continue;
+                };
+                let dep = [
+                    self.intern(d.kind.non_empty().unwrap_or(&kind)),
+                    self.intern(d.namespace.non_empty().unwrap_or(obj.namespace())),
+                    self.intern(name),
+                ];
+                self.details_mut().deps.push(dep);
+            }
+        }
+        if !ready_true && let Some(status) = obj.status() {
+            for c in status.conditions.iter() {
+                let cond = ConditionRow {
+                    type_: self.intern(c.type_.str()),
+                    status: self.intern(c.status.str()),
+                    reason: self.intern(c.reason.str()),
+                    message: self.intern(&message(c.message.str())),
+                    since: since(c.last_transition_time.str()).unwrap_or(0),
+                };
+                self.details_mut().conditions.push(cond);
+            }
+        }
+        let d = self.details_mut();
+        row.deps_end = d.deps.len() as u32;
+        row.conditions_end = d.conditions.len() as u32;
+        d.rows.push(row);
+    }
+
+    /// A row given with its own strings and its details (for tests and
+    /// benchmarks); the builder keeps details from now on.
+    pub fn push_detailed_row(&mut self, r: &ResourceRow, detail: &ObjectDetail) {
+        self.push_row(r);
+        if self.details.is_none() {
+            self.details = Some(Details::default());
+        }
+        let mut row = DetailRow {
+            since: detail.since.unwrap_or(0),
+            message: self.intern(&detail.message),
+            source: [0; 3],
+            deps_end: 0,
+            conditions_end: 0,
+            flags: 0,
+        };
+        if detail.suspended {
+            row.flags |= SUSPENDED;
+        }
+        if detail.failing {
+            row.flags |= FAILING;
+        }
+        if let Some(r) = &detail.source {
+            row.source = [
+                self.intern(&r.kind),
+                self.intern(&r.namespace),
+                self.intern(&r.name),
+            ];
+        }
+        for r in &detail.depends_on {
+            let dep = [
+                self.intern(&r.kind),
+                self.intern(&r.namespace),
+                self.intern(&r.name),
+            ];
+            self.details_mut().deps.push(dep);
+        }
+        for c in &detail.conditions {
+            let cond = ConditionRow {
+                type_: self.intern(&c.type_),
+                status: self.intern(&c.status),
+                reason: self.intern(&c.reason),
+                message: self.intern(&c.message),
+                since: c.since.unwrap_or(0),
+            };
+            self.details_mut().conditions.push(cond);
+        }
+        let d = self.details_mut();
+        row.deps_end = d.deps.len() as u32;
+        row.conditions_end = d.conditions.len() as u32;
+        d.rows.push(row);
+    }
+
+    fn details_mut(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Details::default)
     }
 
     /// The row of one object of the builder's kind, as [`resource_row`]
@@ -497,9 +650,14 @@ impl ResourceRowsBuilder {
         }
     }
 
-    /// Forget the rows pushed (a list restarted), keeping the kind and width.
+    /// Forget the rows pushed (a list restarted), keeping the kind, width and
+    /// whether details are kept.
     pub fn clear(&mut self) {
+        let details = self.details.is_some();
         *self = ResourceRowsBuilder::new(&self.kind, self.width);
+        if details {
+            self.details = Some(Details::default());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -518,18 +676,25 @@ impl ResourceRowsBuilder {
             mut extra,
             width,
             kind,
+            mut details,
             ..
         } = self;
         strings.text.shrink_to_fit();
         strings.ends.shrink_to_fit();
         rows.shrink_to_fit();
         extra.shrink_to_fit();
+        if let Some(d) = details.as_mut() {
+            d.rows.shrink_to_fit();
+            d.deps.shrink_to_fit();
+            d.conditions.shrink_to_fit();
+        }
         ResourceRows(Arc::new(Packed {
             kind,
             strings,
             rows,
             extra,
             width,
+            details,
         }))
     }
 
@@ -559,6 +724,243 @@ impl ResourceRowsBuilder {
         strings.ends.push(end);
         index.insert_unique(hash, sym, |&sym| hasher.hash_one(strings.get(sym)));
         sym
+    }
+}
+
+/// Longest condition message kept for the status page, in bytes (cut at a
+/// character boundary, marked with `…`): a page shows why, not a log.
+pub const MAX_MESSAGE: usize = 2048;
+
+const SUSPENDED: u32 = 1;
+const FAILING: u32 = 2;
+
+/// The status page's details of each row, in the rows' string table
+/// (docs/design.md "The status page"): per object the Ready condition's
+/// `lastTransitionTime` (Unix seconds, 0 when unknown), its source and
+/// `dependsOn` references, whether it is failing or suspended as the
+/// FluxReport counts them, and, for an object whose Ready condition is not
+/// `True`, the Ready message and every condition. A ready object's messages
+/// are not kept: they repeat its revision, and at 100,000 objects they would
+/// be most of the memory.
+#[derive(Default)]
+struct Details {
+    rows: Vec<DetailRow>,
+    /// `dependsOn` references (kind, namespace, name), row after row.
+    deps: Vec<[Sym; 3]>,
+    conditions: Vec<ConditionRow>,
+}
+
+impl Details {
+    fn bytes(&self) -> usize {
+        self.rows.capacity() * size_of::<DetailRow>()
+            + self.deps.capacity() * size_of::<[Sym; 3]>()
+            + self.conditions.capacity() * size_of::<ConditionRow>()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct DetailRow {
+    since: i64,
+    message: Sym,
+    /// Kind, namespace and name; all 0 when there is none.
+    source: [Sym; 3],
+    /// Where this row's `dependsOn` and conditions end; they start where the
+    /// previous row's end.
+    deps_end: u32,
+    conditions_end: u32,
+    flags: u32,
+}
+
+struct ConditionRow {
+    type_: Sym,
+    status: Sym,
+    reason: Sym,
+    message: Sym,
+    since: i64,
+}
+
+/// A reference to an object: kind, namespace and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjRef<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// One condition of an object that is not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConditionRef<'a> {
+    pub type_: &'a str,
+    pub status: &'a str,
+    pub reason: &'a str,
+    pub message: &'a str,
+    /// `lastTransitionTime` in Unix seconds.
+    pub since: Option<i64>,
+}
+
+/// The details of one row, borrowed from its [`ResourceRows`].
+#[derive(Clone, Copy)]
+pub struct Detail<'a> {
+    d: &'a Details,
+    i: usize,
+    strings: &'a Strings,
+}
+
+impl<'a> Detail<'a> {
+    fn row(&self) -> &'a DetailRow {
+        &self.d.rows[self.i]
+    }
+    /// The Ready condition's `lastTransitionTime`, in Unix seconds.
+    pub fn since(&self) -> Option<i64> {
+        Some(self.row().since).filter(|s| *s != 0)
+    }
+    /// The Ready condition's message (redacted, cut to [`MAX_MESSAGE`]);
+    /// "" for a ready object.
+    pub fn message(&self) -> &'a str {
+        self.strings.get(self.row().message)
+    }
+    pub fn failing(&self) -> bool {
+        self.row().flags & FAILING != 0
+    }
+    pub fn suspended(&self) -> bool {
+        self.row().flags & SUSPENDED != 0
+    }
+    /// The object it takes its artifact from ([`source_of`]).
+    pub fn source(&self) -> Option<ObjRef<'a>> {
+        let [kind, namespace, name] = self.row().source;
+        (name != 0).then(|| ObjRef {
+            kind: self.strings.get(kind),
+            namespace: self.strings.get(namespace),
+            name: self.strings.get(name),
+        })
+    }
+    /// `spec.dependsOn`, the kind filled in.
+    pub fn depends_on(&self) -> impl ExactSizeIterator<Item = ObjRef<'a>> + 'a {
+        let start = if self.i == 0 {
+            0
+        } else {
+            self.d.rows[self.i - 1].deps_end as usize
+        };
+        let strings = self.strings;
+        self.d.deps[start..self.row().deps_end as usize].iter().map(
+            move |[kind, namespace, name]| ObjRef {
+                kind: strings.get(*kind),
+                namespace: strings.get(*namespace),
+                name: strings.get(*name),
+            },
+        )
+    }
+    /// Every condition, for an object whose Ready condition is not `True`.
+    pub fn conditions(&self) -> impl ExactSizeIterator<Item = ConditionRef<'a>> + 'a {
+        let start = if self.i == 0 {
+            0
+        } else {
+            self.d.rows[self.i - 1].conditions_end as usize
+        };
+        let strings = self.strings;
+        self.d.conditions[start..self.row().conditions_end as usize]
+            .iter()
+            .map(move |c| ConditionRef {
+                type_: strings.get(c.type_),
+                status: strings.get(c.status),
+                reason: strings.get(c.reason),
+                message: strings.get(c.message),
+                since: Some(c.since).filter(|s| *s != 0),
+            })
+    }
+}
+
+/// The details of a row given with its own strings
+/// ([`ResourceRowsBuilder::push_detailed_row`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectDetail {
+    pub since: Option<i64>,
+    pub message: String,
+    pub failing: bool,
+    pub suspended: bool,
+    pub source: Option<OwnedRef>,
+    pub depends_on: Vec<OwnedRef>,
+    pub conditions: Vec<OwnedCondition>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedCondition {
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub since: Option<i64>,
+}
+
+/// A `metav1.Time` (RFC 3339) in Unix seconds.
+pub fn since(time: &str) -> Option<i64> {
+    if time.is_empty() {
+        return None;
+    }
+    time.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// A message as the status page keeps it: URLs redacted, cut to [`MAX_MESSAGE`].
+pub fn message(text: &str) -> Cow<'_, str> {
+    let text = redact::text(text);
+    if text.len() <= MAX_MESSAGE {
+        return text;
+    }
+    let mut end = MAX_MESSAGE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// The object an object of `kind` takes its artifact from, as (kind,
+/// namespace, name), the namespace defaulting to the object's:
+/// `spec.sourceRef` (Kustomization, HelmChart, ImageUpdateAutomation, any
+/// kind with one), HelmRelease `spec.chartRef`, or the HelmChart that
+/// helm-controller makes from `spec.chart` (named `<namespace>-<name>` in the
+/// source's namespace: `GetHelmChartName` in fluxcd/helm-controller
+/// `api/v2/helmrelease_types.go`), ImagePolicy `spec.imageRepositoryRef`.
+pub fn source_of<'a>(kind: &str, obj: &'a FluxObject) -> Option<(&'a str, &'a str, Cow<'a, str>)> {
+    let spec = obj.spec()?;
+    let ns = obj.namespace();
+    let of = |r: &'a crate::observed::Ref, default_kind: &'a str| {
+        let name = r.name.non_empty()?;
+        Some((
+            r.kind.non_empty().unwrap_or(default_kind),
+            r.namespace.non_empty().unwrap_or(ns),
+            Cow::Borrowed(name),
+        ))
+    };
+    match kind {
+        "HelmRelease" => {
+            if let Some(r) = spec.chart_ref.get() {
+                return of(r, "OCIRepository");
+            }
+            let r = spec.chart.get()?.spec.get()?.source_ref.get()?;
+            r.name.non_empty()?;
+            let chart_ns = r.namespace.non_empty().unwrap_or(ns);
+            Some((
+                "HelmChart",
+                chart_ns,
+                Cow::Owned(format!("{ns}-{}", obj.name())),
+            ))
+        }
+        "ImagePolicy" => of(spec.image_repository_ref.get()?, "ImageRepository"),
+        "ImageUpdateAutomation" => of(spec.source_ref.get()?, "GitRepository"),
+        _ => {
+            let r = spec.source_ref.get()?;
+            r.kind.non_empty()?;
+            of(r, "")
+        }
     }
 }
 
@@ -943,5 +1345,123 @@ mod tests {
         // "", u-1, other, apps, True, Succeeded, False: the first object's
         // name is not held any more.
         assert_eq!(rows.distinct_values(), 7);
+    }
+}
+
+#[cfg(test)]
+mod details_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: serde_json::Value) -> FluxObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn detailed(kind: &str, objects: &[serde_json::Value]) -> ResourceRows {
+        let mut b = ResourceRowsBuilder::new(kind, 0).with_details();
+        for v in objects {
+            b.push_object_as(&obj(v.clone()), &[], false);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn a_failing_object_keeps_its_conditions_source_and_dependencies() {
+        let rows = detailed(
+            "Kustomization",
+            &[json!({
+                "metadata": {"name": "apps", "namespace": "flux-system"},
+                "spec": {"sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                         "dependsOn": [{"name": "infra"}, {"name": "crds", "namespace": "other"}]},
+                "status": {"conditions": [
+                    {"type": "Ready", "status": "False", "reason": "HealthCheckFailed",
+                     "message": "timeout for https://u:p@h/x", "lastTransitionTime": "2026-11-21T14:02:11Z"},
+                    {"type": "Healthy", "status": "False", "reason": "HealthCheckFailed", "message": "m"}]}
+            })],
+        );
+        let row = rows.row(0);
+        let d = row.detail().expect("details kept");
+        assert!(d.failing() && !d.suspended());
+        assert_eq!(d.since(), Some(1_795_269_731));
+        assert_eq!(d.message(), "timeout for https://***@h/x");
+        let src = d.source().unwrap();
+        assert_eq!(
+            (src.kind, src.namespace, src.name),
+            ("GitRepository", "flux-system", "fleet")
+        );
+        let deps: Vec<_> = d
+            .depends_on()
+            .map(|r| (r.kind, r.namespace, r.name))
+            .collect();
+        assert_eq!(
+            deps,
+            [
+                ("Kustomization", "flux-system", "infra"),
+                ("Kustomization", "other", "crds")
+            ]
+        );
+        let types: Vec<_> = d
+            .conditions()
+            .map(|c| (c.type_, c.since.is_some()))
+            .collect();
+        assert_eq!(types, [("Ready", true), ("Healthy", false)]);
+    }
+
+    #[test]
+    fn a_ready_object_keeps_no_messages_and_each_row_has_its_own_slices() {
+        let rows = detailed(
+            "HelmRelease",
+            &[
+                json!({"metadata": {"name": "a", "namespace": "apps"},
+                       "spec": {"chart": {"spec": {"chart": "podinfo", "sourceRef": {"kind": "HelmRepository", "name": "podinfo"}}},
+                                "dependsOn": [{"name": "db"}]},
+                       "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "InstallSucceeded",
+                                                  "message": "Helm install succeeded"}]}}),
+                json!({"metadata": {"name": "b", "namespace": "apps"},
+                       "spec": {"chartRef": {"kind": "OCIRepository", "name": "chart", "namespace": "charts"}, "suspend": true},
+                       "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "InstallFailed", "message": "boom"}]}}),
+            ],
+        );
+        let a = rows.row(0).detail().unwrap();
+        assert_eq!(a.message(), "");
+        assert_eq!(a.conditions().len(), 0);
+        assert_eq!(a.depends_on().len(), 1);
+        // helm-controller's HelmChart for the release: <namespace>-<name> in the source's namespace.
+        let src = a.source().unwrap();
+        assert_eq!(
+            (src.kind, src.namespace, src.name),
+            ("HelmChart", "apps", "apps-a")
+        );
+        let b = rows.row(1).detail().unwrap();
+        assert!(b.suspended() && !b.failing());
+        assert_eq!(b.depends_on().len(), 0);
+        assert_eq!(b.conditions().len(), 1);
+        let src = b.source().unwrap();
+        assert_eq!(
+            (src.kind, src.namespace, src.name),
+            ("OCIRepository", "charts", "chart")
+        );
+    }
+
+    #[test]
+    fn rows_without_details_are_the_metric_rows_as_before() {
+        let v = json!({"metadata": {"name": "a"}, "status": {"conditions": [{"type": "Ready", "status": "False", "message": "m"}]}});
+        let mut b = ResourceRowsBuilder::new("Kustomization", 0);
+        b.push_object_as(&obj(v.clone()), &[], false);
+        let plain = b.finish();
+        assert!(!plain.has_details() && plain.row(0).detail().is_none());
+        let with = detailed("Kustomization", &[v]);
+        assert_eq!(plain, with, "the same labels either way");
+        assert!(with.heap_bytes() > plain.heap_bytes());
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE);
+        let cut = message(&long);
+        assert!(cut.len() <= MAX_MESSAGE + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        assert_eq!(since("not a time"), None);
+        assert_eq!(since(""), None);
     }
 }

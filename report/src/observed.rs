@@ -47,6 +47,8 @@ pub struct Condition {
     pub reason: LStr,
     #[serde(default)]
     pub message: LStr,
+    #[serde(default)]
+    pub last_transition_time: LStr,
 }
 
 /// `{kind, name, namespace}` references (`sourceRef`, `chartRef`, ...).
@@ -133,6 +135,10 @@ pub struct Spec {
     pub sync: Lenient<InstanceSync>,
     #[serde(default)]
     pub distribution: Lenient<InstanceDistribution>,
+    /// Kustomization and HelmRelease `spec.dependsOn` (`{name, namespace}`, the same kind),
+    /// ResourceSet's (`{apiVersion, kind, name, namespace}`): the status page's root causes.
+    #[serde(default)]
+    pub depends_on: LVec<Ref>,
 }
 
 /// `status.artifact`.

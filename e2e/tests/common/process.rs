@@ -84,6 +84,8 @@ pub struct Operator {
     log: PathBuf,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
+    /// The status page (`--web-addr`).
+    pub web_addr: SocketAddr,
     /// The notification receiver this replica forwards events to.
     pub receiver: Receiver,
     exited: Mutex<Option<ExitStatus>>,
@@ -103,6 +105,7 @@ impl Operator {
             .expect("start the notification receiver");
         let metrics_addr = free_addr();
         let health_addr = free_addr();
+        let web_addr = free_addr();
         let log = dir.join(format!("{}.log", opts.pod_name));
         let out = File::create(&log).expect("create the operator log");
         let err = out.try_clone().expect("clone the log handle");
@@ -116,6 +119,8 @@ impl Operator {
             .arg(metrics_addr.to_string())
             .arg("--health-addr")
             .arg(health_addr.to_string())
+            .arg("--web-addr")
+            .arg(web_addr.to_string())
             .arg("--events-addr")
             .arg(receiver.url())
             .arg("--log-format")
@@ -140,6 +145,7 @@ impl Operator {
             log,
             metrics_addr,
             health_addr,
+            web_addr,
             receiver,
             exited: Mutex::new(None),
         }

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use flux_reporter_api::FluxReport;
 use flux_reporter_api::constants::SINGLETON_NAME;
+use flux_reporter_api::{FluxInstance, FluxReport};
 use flux_reporter_report::source::dump::{DumpError, DumpSource};
 use flux_reporter_report::source::live::{LiveConfig, LiveSource};
 use flux_reporter_report::sync::ConfiguredRoot;
@@ -75,7 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             .enable_all()
             .build()
             .map_err(CliError::Runtime)?
-            .block_on(crate::run::run(args))
+            .block_on(crate::run::run(*args))
             .map_err(CliError::Run),
         Command::Report(args) => runtime()?.block_on(report::run(args)),
         Command::Stats(args) => runtime()?.block_on(stats::run(args)),
@@ -149,15 +149,30 @@ pub fn options(args: &SourceArgs) -> Options {
 /// Compute a report from the dump given with `--from`, or from the cluster.
 /// Load warnings are printed to stderr.
 pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
-    let opts = options(args);
+    Ok(compute_with(args, &options(args), false).await?.0)
+}
+
+/// [`compute`] with the given options, and with `instance` the FluxInstance
+/// `flux` of the namespace as the dump or the cluster holds it (`None` when
+/// there is none or it cannot be read).
+pub async fn compute_with(
+    args: &SourceArgs,
+    opts: &Options,
+    instance: bool,
+) -> Result<(Outcome, Option<FluxInstance>), CliError> {
     match &args.from {
         Some(path) => {
             let dump = load_dump(path, args.max_dump_size)?;
-            Ok(flux_reporter_report::compute(&dump, &opts).await)
+            let outcome = flux_reporter_report::compute(&dump, opts).await;
+            let declared = instance
+                .then(|| dump.flux_instance(&args.namespace).cloned())
+                .flatten();
+            Ok((outcome, declared))
         }
         None => {
+            let api = connect(&args.api).await?;
             let source = LiveSource::new(
-                connect(&args.api).await?.reads,
+                api.reads,
                 LiveConfig {
                     page_size: args.page_size,
                     list_concurrency: args.list_concurrency,
@@ -165,7 +180,17 @@ pub async fn compute(args: &SourceArgs) -> Result<Outcome, CliError> {
                     ..LiveConfig::default()
                 },
             );
-            Ok(flux_reporter_report::compute(&source, &opts).await)
+            let outcome = flux_reporter_report::compute(&source, opts).await;
+            let declared = if instance {
+                Api::<FluxInstance>::namespaced(api.client, &args.namespace)
+                    .get_opt(SINGLETON_NAME)
+                    .await
+                    .ok()
+                    .flatten()
+            } else {
+                None
+            };
+            Ok((outcome, declared))
         }
     }
 }

@@ -416,6 +416,15 @@ async fn emit_transitions(state: &State, target: &Target, previous: &Previous, n
             metadata.insert(REVISION_ANNOTATION.to_string(), v.clone());
         }
         tracing::info!(reason = %t.reason, kind = ?t.severity, object = %format!("{}/{}", target.kind, target.name), "event: {}", t.message);
+        if let Some(web) = &state.web {
+            web.record(crate::web::Change {
+                at: Timestamp::now().as_second(),
+                warning: t.severity == Severity::Warning,
+                reason: t.reason.clone(),
+                message: crate::events::truncate_note(&t.message).into_owned(),
+                object: format!("{}/{}", target.kind, target.name),
+            });
+        }
         state
             .events
             .emit(target, kind, &t.reason, &t.message, metadata)

@@ -76,6 +76,8 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
     /// True once the process is shutting down: a run in progress is abandoned.
     pub shutdown: watch::Receiver<bool>,
+    /// The status page's snapshot and changes (`--web-addr`), when served.
+    pub web: Option<Arc<crate::web::Published>>,
 }
 
 /// What one run hands the next. The Controller never reconciles the
@@ -88,6 +90,8 @@ pub struct State {
     events: EventSink,
     /// Who owns the FluxInstance when it is not us (the Flux Operator), as last logged.
     instance_owner: Option<String>,
+    /// Where the status page records the transitions emitted.
+    web: Option<Arc<crate::web::Published>>,
     disabled: bool,
     runs: u64,
 }
@@ -124,6 +128,7 @@ pub async fn run(ctx: Context) {
         notifier: None,
         events: EventSink::new(ctx.client.clone(), ctx.reporting_instance.clone(), None),
         instance_owner: None,
+        web: ctx.web.clone(),
         disabled: false,
         runs: 0,
     };
@@ -311,6 +316,7 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
     log_run(state.runs, &outcome, leader);
 
     let mut result = Ok(requeue_in(plan.interval));
+    let mut verified = None;
     if !reached {
         // No request of this run got through: every write would wait out
         // its timeout too. Keep the previous report; the next run tries again.
@@ -359,17 +365,95 @@ async fn run_once(ctx: &Context, state: &mut State, report: &FluxReport) -> Resu
                 &outcome,
             )
             .await
-            && let Some(rows) = outcome.instance_rows.as_mut()
         {
-            instance::show_written(rows, &uid, &verification);
+            if let Some(rows) = outcome.instance_rows.as_mut() {
+                instance::show_written(rows, &uid, &verification);
+            }
+            verified = Some(verification);
         }
     }
     // Published after the writes, so that `flux_instance_info` shows the
     // FluxInstance as this run left it.
+    // The page first: the rows the old page held are then freed with the old
+    // metric set, before `publish` hands the freed memory back (`allocator::trim`).
+    if let Some(web) = &ctx.web {
+        publish_page(ctx, web, &outcome, &spec, verified);
+    }
     ctx.metrics.publish(&outcome, &spec);
     ctx.health.set_ready();
     state.previous = Some(spec);
     result
+}
+
+/// The status page's snapshot of this run, swapped in whole: the run's own
+/// rows (shared with the metrics, not copied), the published spec, and the
+/// FluxInstance as this run verified it, or else as its status says.
+fn publish_page(
+    ctx: &Context,
+    web: &crate::web::Published,
+    outcome: &Outcome,
+    spec: &FluxReportSpec,
+    verified: Option<flux_reporter_report::instance::Verification>,
+) {
+    use crate::web::{InstanceView, Origin, Snapshot, model::Input};
+    let instance = match verified {
+        Some(v) => Some(InstanceView {
+            namespace: ctx.namespace.clone(),
+            name: SINGLETON_NAME.into(),
+            ready: v.ready,
+            reason: v.reason.into(),
+            message: v.message,
+            verified_here: true,
+        }),
+        None => outcome
+            .instance_rows
+            .iter()
+            .flatten()
+            .find(|r| r.name == SINGLETON_NAME && r.exported_namespace == ctx.namespace)
+            .map(|r| InstanceView {
+                namespace: r.exported_namespace.clone(),
+                name: r.name.clone(),
+                ready: match r.ready.as_str() {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                },
+                reason: r.reason.clone(),
+                message: instance_message(outcome, &r.exported_namespace, &r.name),
+                verified_here: false,
+            }),
+    };
+    let previous = web.load();
+    let finished_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    web.store(Snapshot::next(
+        previous.as_deref(),
+        Input {
+            origin: Origin::Operator {
+                pod: ctx.reporting_instance.clone(),
+            },
+            namespace: &ctx.namespace,
+            outcome,
+            spec,
+            readiness: outcome.readiness(),
+            finished_at,
+            instance,
+        },
+    ));
+}
+
+/// The Ready message of a FluxInstance as listed (kept for one not ready).
+fn instance_message(outcome: &Outcome, namespace: &str, name: &str) -> String {
+    outcome
+        .operator_rows
+        .get(FLUX_INSTANCE_KIND)
+        .and_then(|rows| {
+            rows.refs()
+                .find(|r| r.exported_namespace() == namespace && r.name() == name)
+                .and_then(|r| r.detail().map(|d| d.message().to_string()))
+        })
+        .unwrap_or_default()
 }
 
 /// One line per run: info when complete, warn with the causes when not.

@@ -182,6 +182,8 @@ pub enum Slim {
         name: String,
         object: Option<Box<FluxObject>>,
         invalid_fields: u32,
+        /// A FluxInstance, whole: `report -o html` verifies it as the operator does.
+        instance: Option<Box<flux_reporter_api::FluxInstance>>,
     },
 }
 
@@ -232,6 +234,10 @@ pub fn slim(value: &Value) -> Result<Slim, Skip> {
                     .to_string()
             };
             let (object, invalid_fields) = decode::<FluxObject>(value);
+            let instance = (group == flux_reporter_api::constants::GROUP
+                && kind == flux_reporter_api::constants::FLUX_INSTANCE_KIND)
+                .then(|| serde_json::from_value(value.clone()).ok().map(Box::new))
+                .flatten();
             Slim::Object {
                 group: group.to_string(),
                 kind: kind.clone(),
@@ -239,6 +245,7 @@ pub fn slim(value: &Value) -> Result<Slim, Skip> {
                 name: field("name"),
                 object: object.map(Box::new),
                 invalid_fields,
+                instance,
             }
         }
     })

@@ -64,6 +64,8 @@ pub struct DumpSource {
     deployments: Vec<Deployment>,
     /// Objects by `(group, kind)`, keyed by `namespace/name`.
     objects: HashMap<(String, String), BTreeMap<String, Kept>>,
+    /// FluxInstances, whole (few per dump), for [`DumpSource::flux_instance`].
+    instances: Vec<flux_reporter_api::FluxInstance>,
     warnings: Vec<String>,
     documents: usize,
 }
@@ -149,6 +151,14 @@ impl DumpSource {
         Ok(dump)
     }
 
+    /// The FluxInstance `flux` in `namespace`, as the dump holds it.
+    pub fn flux_instance(&self, namespace: &str) -> Option<&flux_reporter_api::FluxInstance> {
+        self.instances.iter().find(|i| {
+            i.metadata.name.as_deref() == Some(flux_reporter_api::constants::SINGLETON_NAME)
+                && i.metadata.namespace.as_deref() == Some(namespace)
+        })
+    }
+
     /// Problems found while loading, each naming its document and line.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -223,7 +233,11 @@ impl DumpSource {
                 name,
                 object,
                 invalid_fields,
+                instance,
             } => {
+                if let Some(i) = instance {
+                    self.instances.push(*i);
+                }
                 let key = if name.is_empty() {
                     format!("\u{0}{position}")
                 } else {
