@@ -1,9 +1,10 @@
 //! The status page (`--web-addr`) of the real operator on a real API server, in a real browser:
 //! headless Chromium (through `hack/browser-check.sh`) loads the overview, the failing page, a
-//! filtered object list and one object's page, and checks what a person would see: the failing
-//! component and objects by name, the failing count equal to the FluxReport's, one broken
-//! GitRepository as one root cause with its dependants, a filter that is a URL, and a message
-//! `<img src=x onerror=alert(1)>` shown as text, never as an element. Needs Chromium
+//! filtered object list, the changes and one object's page, and checks what a person would see:
+//! the failing component and objects by name, the failing count equal to the FluxReport's, one
+//! broken GitRepository as one root cause with its dependants, a filter that is a URL, the
+//! Warning among the changes, and a message `<img src=x onerror=alert(1)>` shown as text, never
+//! as an element. Needs Chromium
 //! (`apt-get install -y chromium`; `.ci/run` installs it).
 
 // The shared harness: each test binary uses only part of it.
@@ -142,6 +143,18 @@ async fn the_status_page_shows_what_fails_and_why_in_a_browser() {
                 format!("GitRepository {ns} hostile"),
                 "--no-text".into(),
                 "broken-src".into(),
+            ],
+        ),
+        (
+            // The transitions this replica emitted: the Warning for the unready controller.
+            format!("{base}/changes"),
+            vec![
+                "--text".into(),
+                "Warning".into(),
+                "--text".into(),
+                "ComponentsNotReady".into(),
+                "--text".into(),
+                "component helm-controller is not ready".into(),
             ],
         ),
         (
