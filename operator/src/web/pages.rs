@@ -473,7 +473,6 @@ fn overview_body(h: &mut Html, c: &Ctx<'_>) {
 
 /// One row of an objects table: kind, namespace, name, state, reason, since, revision, message.
 fn object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &RowRef<'_>) {
-    let d = row.detail();
     h.raw("<tr><td>")
         .text(&kind.kind)
         .raw("</td><td>")
@@ -481,6 +480,12 @@ fn object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &RowRef<
         .raw("</td><td>")
         .link(&c.object_link(id), row.name())
         .raw("</td><td>");
+    state_to_message_cells(h, c, row);
+}
+
+/// The cells of an objects-table row after its name: state, reason, since, revision, message.
+fn state_to_message_cells(h: &mut Html, c: &Ctx<'_>, row: &RowRef<'_>) {
+    let d = row.detail();
     state_badge(h, row);
     h.raw("</td><td>")
         .text(row.reason())
@@ -1028,7 +1033,6 @@ pub fn file(s: &Snapshot) -> String {
 
 /// An objects-table row whose name opens the object's details in place.
 fn file_object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &RowRef<'_>) {
-    let d = row.detail();
     h.raw("<tr><td>")
         .text(&kind.kind)
         .raw("</td><td>")
@@ -1042,16 +1046,7 @@ fn file_object_row(h: &mut Html, c: &Ctx<'_>, id: u32, kind: &KindRows, row: &Ro
     // "ancestor details revealing algorithm" on fragment navigation).
     object_body(h, c, id);
     h.raw("</div></details></td><td>");
-    state_badge(h, row);
-    h.raw("</td><td>")
-        .text(row.reason())
-        .raw("</td><td class=\"hide-s\">");
-    since_cell(h, c, d.and_then(|d| d.since()));
-    h.raw("</td><td class=\"mono hide-s\">")
-        .text(&clip(row.revision(), 60))
-        .raw("</td><td class=\"msg\">")
-        .text(&clip(d.map_or("", |d| d.message()), CELL_MESSAGE))
-        .raw("</td></tr>");
+    state_to_message_cells(h, c, row);
 }
 
 #[cfg(test)]
