@@ -29,12 +29,10 @@ use std::time::Duration;
 
 use common::env::{documents, fixture, unique};
 use common::process::free_addr;
-use common::prom::{http_answer, http_get, http_get_accepting};
+use common::prom::{http_get, http_get_accepting, http_post_json};
 use common::{Env, OperatorOpts, ensure, eventually};
 use flux_reporter_e2e::Receiver;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// How long a state that is not yet as expected may take to become so.
@@ -115,33 +113,6 @@ async fn query(prom: std::net::SocketAddr, expr: &str) -> Result<Vec<Value>, Str
         .as_array()
         .cloned()
         .unwrap_or_default())
-}
-
-/// `POST path` with a JSON body over HTTP/1.0: the status code and the body.
-async fn http_post_json(
-    addr: std::net::SocketAddr,
-    path: &str,
-    body: &Value,
-) -> Result<(u16, String), String> {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let request = format!(
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    http_answer(addr, &raw)
 }
 
 fn value(sample: &Value) -> f64 {

@@ -19,11 +19,35 @@ pub async fn http_get_accepting(
     path: &str,
     accept: &str,
 ) -> Result<(u16, String), String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
+    http_exchange(addr, &format!("GET {path}"), request).await
+}
+
+/// `POST path` with a JSON body over HTTP/1.0: the status code and the body.
+pub async fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, String), String> {
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http_exchange(addr, &format!("POST {path}"), request).await
+}
+
+/// Sends one whole HTTP/1.0 request and reads the whole answer, within 5 s.
+async fn http_exchange(
+    addr: SocketAddr,
+    what: &str,
+    request: String,
+) -> Result<(u16, String), String> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -37,7 +61,7 @@ pub async fn http_get_accepting(
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
-        .map_err(|_| format!("GET {path} on {addr} timed out"))?
+        .map_err(|_| format!("{what} on {addr} timed out"))?
 }
 
 /// The status code and the body of a whole HTTP/1 answer read from `addr`.
